@@ -1,0 +1,52 @@
+# Every target installs into .venv first when needed, so each is one command on a fresh machine.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: install demo test test-slow bench lab docs readme check clean
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+## The main job on the embedded default: record Crafter clips, read them back, write runs/demo/
+demo: $(STAMP)
+	$(BIN)/iwm-demo --data data/crafter --out runs/demo
+
+## Every quick test: the notebooks (nbdev-test) and tests/ (pytest). With CI=true, also `check`.
+test: $(STAMP)
+	@if [ "$${CI:-}" = "true" ]; then $(MAKE) --no-print-directory check; fi
+	$(BIN)/nbdev-test --n-workers 2
+	$(BIN)/pytest -q tests
+
+## The long tests: notebook cells marked `#| slow` and pytest tests marked slow
+test-slow: $(STAMP)
+	$(BIN)/nbdev-test --n-workers 2 --flags slow
+	$(BIN)/pytest -q -m slow tests
+
+bench: $(STAMP)
+	$(BIN)/python bench/video.py
+
+lab: $(STAMP)
+	$(BIN)/jupyter lab nbs
+
+readme: $(STAMP)
+	$(BIN)/python tools/readme.py
+
+## Fails when the notebooks, the library and README.md disagree, or a notebook is not clean
+check: $(STAMP)
+	$(BIN)/nbdev-export
+	$(BIN)/nbdev-clean
+	$(BIN)/python tools/readme.py
+	@changed=$$(git status --porcelain --untracked-files=all -- iwm nbs README.md); \
+	if [ -n "$$changed" ]; then echo "nbdev-export / nbdev-clean / tools/readme.py changed files:"; echo "$$changed"; \
+	  git --no-pager diff --stat -- iwm nbs README.md; exit 1; fi
+
+clean:
+	rm -rf _docs _proc .pytest_cache
