@@ -32,6 +32,7 @@ test-slow: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/video.py
+	$(BIN)/python bench/data.py
 
 lab: $(STAMP)
 	$(BIN)/jupyter lab nbs
