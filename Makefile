@@ -33,6 +33,7 @@ test-slow: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/video.py
 	$(BIN)/python bench/data.py
+	$(BIN)/python bench/train.py
 
 lab: $(STAMP)
 	$(BIN)/jupyter lab nbs
