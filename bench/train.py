@@ -56,7 +56,7 @@ def main():
             for _ in range(a.steps): tr.train_step([batch])
             if device.type == 'cuda': torch.cuda.synchronize()
             sps = a.steps * a.batch / (time.perf_counter() - t0)
-            with FlopCounterMode(display=False) as fc:  # counted after timing: steps run after a FlopCounterMode are slower
+            with FlopCounterMode(display=False) as fc:  # counted on one more step, outside the timed ones
                 tr.train_step([batch])
             flops = fc.get_total_flops() / a.batch
             params = sum(p.numel() for p in tr.model.parameters() if p.requires_grad)
