@@ -8,14 +8,14 @@ Measured in one run on the same clips:
 
     python bench/data.py [--episodes 4] [--steps 200] [--samples 40] [--long 6000]
 """
-import argparse, json, resource, subprocess, sys, tempfile, time
+import argparse, subprocess, sys, tempfile, time
 from pathlib import Path
 import av
 import numpy as np
 import iwm.crafter
 from iwm.actions import actions_from_jsonl
 from iwm.data import StreamingWindows, find_clips
-from iwm.video import VideoWriter, read_frames, iter_frames, video_info
+from iwm.video import VideoWriter, read_frames, video_info
 from video import seek_frame  # bench/video.py: open + seek + decode forward to one frame
 
 SIZE = 64

@@ -10,7 +10,7 @@ import torch
 import iwm.crafter
 from iwm.actions import actions_from_jsonl
 from iwm.data import ClipWindows, StreamingWindows
-from iwm.inspect import inspect_clip, inspect_folder
+from iwm.inspect import inspect_folder
 from iwm.video import read_frames
 
 N = 40  # frames of the source clip

@@ -1,5 +1,5 @@
 "`iwm-download` against a real HTTP server on 127.0.0.1 that serves Crafter clips under a real VPT index's relpaths."
-import collections, http.server, json, re, shutil, signal, subprocess, sys, threading, time, urllib.parse
+import collections, http.server, json, re, signal, subprocess, sys, threading, time, urllib.parse
 from pathlib import Path
 import pytest
 from iwm.actions import actions_from_jsonl
