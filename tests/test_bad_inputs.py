@@ -12,6 +12,7 @@ from iwm.actions import actions_from_jsonl
 from iwm.data import ClipWindows, StreamingWindows
 from iwm.inspect import inspect_folder
 from iwm.video import read_frames
+from conftest import faststart_copy
 
 N = 40  # frames of the source clip
 
@@ -21,14 +22,6 @@ def _lines(src): return src.with_suffix('.jsonl').read_text().splitlines(keepend
 
 def _edit_line(lines, i, fn):
     d = json.loads(lines[i]); fn(d); return lines[:i] + [json.dumps(d) + '\n'] + lines[i + 1:]
-
-
-def _faststart(src, dst):
-    with av.open(str(src)) as i, av.open(str(dst), 'w', format='mp4', options={'movflags': 'faststart'}) as o:
-        s = i.streams.video[0]; out = o.add_stream_from_template(s)
-        for p in i.demux(s):
-            if p.dts is None: continue
-            p.stream = out; o.mux(p)
 
 
 def _audio_only(dst):
@@ -50,7 +43,7 @@ def _kinds():
         return build
     def truncated(src, d, n): b = src.read_bytes(); (d / f'{n}.mp4').write_bytes(b[:len(b) // 2])
     def truncated_fast(src, d, n):
-        _faststart(src, d / 'tmp.mp4'); b = (d / 'tmp.mp4').read_bytes(); (d / 'tmp.mp4').unlink()
+        faststart_copy(src, d / 'tmp.mp4'); b = (d / 'tmp.mp4').read_bytes(); (d / 'tmp.mp4').unlink()
         (d / f'{n}.mp4').write_bytes(b[:int(len(b) * 0.6)])
     def zero(src, d, n): (d / f'{n}.mp4').write_bytes(b'')
     def text(src, d, n): (d / f'{n}.mp4').write_text('this is not a video\n' * 100)

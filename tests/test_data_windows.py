@@ -7,6 +7,7 @@ from torch.utils.data import DataLoader
 from iwm.actions import ACTION_NAMES
 from iwm.data import ClipWindows, CONTEXT
 from iwm.video import video_info, read_frames, VideoError
+from conftest import faststart_copy
 
 SIZE, H = 32, 2
 
@@ -106,24 +107,12 @@ def test_truncated_mp4_beside_good_clips(crafter_clips, tmp_path):
     assert b['frame'].shape == (4, 3, SIZE, SIZE)
 
 
-def _faststart_copy(src, dst):
-    "Remux `src` with the moov atom first (as web-served mp4s are), without re-encoding."
-    import av
-    with av.open(str(src)) as i, av.open(str(dst), 'w', format='mp4', options={'movflags': 'faststart'}) as o:
-        s = i.streams.video[0]
-        out = o.add_stream_from_template(s)
-        for p in i.demux(s):
-            if p.dts is None: continue
-            p.stream = out
-            o.mux(p)
-
-
 @pytest.mark.parametrize('frac', [0.3, 0.6, 0.9])
 def test_truncated_faststart_mp4(crafter_clips, tmp_path, frac):
     "Regression: a cut mp4 whose moov header comes first still claims all its frames; it must be skipped or whole."
     src = sorted(crafter_clips.glob('*.mp4'))[0]
     full = tmp_path / 'full.mp4'
-    _faststart_copy(src, full)
+    faststart_copy(src, full)
     assert video_info(full).frames == 60
     bad = tmp_path / 'broken'
     bad.mkdir()
