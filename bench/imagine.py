@@ -1,0 +1,62 @@
+"""Benchmark: what one imagined step costs in latent space vs as a decoded frame.
+
+The whole argument for a latent world model is that imagining (and so planning) in latent space is far
+cheaper than generating pixels. In one run, on one world model and its decoder: time per imagined latent
+step (`WorldModel.step`: conditioner + predictor on B trajectories), and time per decoded frame of those
+B trajectories (`Decoder.decode`, DDIM with the decoder's default 20 steps). The ratio is the cost of a
+pixel frame in latent steps. Goal: latent at least 100x cheaper at batch 1 and at batch 16.
+
+Weights do not change the cost, so without --run the models are freshly initialised at the config's sizes.
+
+    python bench/imagine.py [--config tiny] [--run RUN] [--batches 1 16] [--reps 20] [--sampler-steps 20]
+"""
+import argparse, time
+import torch
+from iwm.decoder import Decoder
+from iwm.models.world_model import WorldModel
+from iwm.train import load_decoder, load_run
+
+
+def timed(fn, reps: int, device) -> float:
+    "Median seconds per call of `fn` over `reps` calls, after two warm-up calls."
+    for _ in range(2): fn()
+    ts = []
+    for _ in range(reps):
+        if device.type == 'cuda': torch.cuda.synchronize()
+        t0 = time.perf_counter(); fn()
+        if device.type == 'cuda': torch.cuda.synchronize()
+        ts.append(time.perf_counter() - t0)
+    return sorted(ts)[len(ts) // 2]
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument('--config', default='tiny')
+    ap.add_argument('--run', default=None, help='a trained run (world model and RUN/decoder); default: fresh models')
+    ap.add_argument('--batches', nargs='+', type=int, default=[1, 16])
+    ap.add_argument('--reps', type=int, default=20, help='timed latent steps per batch size (decoding: a quarter, at least 3)')
+    ap.add_argument('--sampler-steps', type=int, default=None, help="the decoder's sampler steps (default: its config, 20)")
+    a = ap.parse_args()
+    device = torch.device('cuda' if torch.cuda.is_available() else 'cpu')
+    name = torch.cuda.get_device_name() if device.type == 'cuda' else f"CPU, {torch.get_num_threads()} threads"
+    torch.manual_seed(0)
+    if a.run: wm, dec = load_run(a.run, device), load_decoder(a.run, device)
+    else: wm, dec = WorldModel(a.config).to(device).eval(), Decoder(a.config).to(device).eval()
+    c, steps = wm.cfg, a.sampler_steps or dec.cfg.sample_steps
+    print(f"device: {name}; world model {c.name} ({c.tokens} tokens x {c.dim}); decoder {dec.cfg.name}, "
+          f"{sum(p.numel() for p in dec.parameters()) / 1e6:.1f}M params, {dec.cfg.sampler} with {steps} steps; fp32")
+    ratios = {}
+    with torch.inference_mode():
+        for B in a.batches:
+            z = torch.randn(B, c.tokens, c.dim, device=device)
+            acts = torch.randn(B, c.context, c.action_dim, device=device)
+            t_latent = timed(lambda: wm.step(z, acts), a.reps, device)
+            t_frame = timed(lambda: dec.decode(z, steps=steps), max(3, a.reps // 4), device)
+            ratios[B] = t_frame / t_latent
+            print(f"batch {B:>3}: latent step {t_latent * 1e3:9.3f} ms  |  decoded frame {t_frame * 1e3:10.1f} ms  "
+                  f"|  decoded / latent (baseline: a decoded frame) = {ratios[B]:7.1f}x")
+    worst = min(ratios.values())
+    print(f"latent imagination is {worst:.0f}x cheaper than decoding at worst (goal >= 100x): {'met' if worst >= 100 else 'NOT met'}")
+
+
+if __name__ == '__main__': main()
