@@ -34,6 +34,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/video.py
 	$(BIN)/python bench/data.py
 	$(BIN)/python bench/train.py
+	$(BIN)/python bench/imagine.py
 
 lab: $(STAMP)
 	$(BIN)/jupyter lab nbs

@@ -1,18 +1,47 @@
-"The demo job end to end, as `make demo` runs it (default sizes), in a temporary folder."
-import json, subprocess, sys
+"The demo job end to end: shortened on every test run, at its default sizes (as `make demo` runs it) in the slow suite."
+import json, math, subprocess, sys
 from pathlib import Path
 import pytest
+
+EXE = Path(sys.executable).parent / 'iwm-demo'
+
+
+def _numbers(x):
+    "Every number in a nested summary."
+    if isinstance(x, dict): return [n for v in x.values() for n in _numbers(v)]
+    if isinstance(x, list): return [n for v in x for n in _numbers(v)]
+    return [x] if isinstance(x, (int, float)) and not isinstance(x, bool) else []
+
+
+def _check(tmp_path, episodes):
+    s = json.loads((tmp_path / 'run/summary.json').read_text())
+    assert s['clips'] == episodes and s['skipped'] == [] and s['windows'] > 0
+    assert s['frames'] == sum(len((tmp_path / 'data' / f'crafter-s0-{i:04d}.jsonl').read_text().splitlines()) for i in range(episodes))
+    moves = sum(v for k, v in s['actions'].items() if k.startswith('move_'))
+    assert moves > 0.3 * s['frames'], s['actions']  # the exploring policy walks
+    for f in ('clips.png', 'strip.png', 'model/loss.png', 'model/decoder/loss.png'):
+        assert (tmp_path / 'run' / f).read_bytes()[:4] == b'\x89PNG', f
+    assert (tmp_path / 'run/model/decoder/checkpoints').is_dir() and (tmp_path / 'run/model/checkpoints').is_dir()
+    assert s['train']['steps'] > 0 and s['decoder']['steps'] > 0
+    nums = _numbers({k: s[k] for k in ('train', 'decoder')})
+    assert len(nums) > 50 and all(math.isfinite(n) for n in nums)
+    rec, im = s['decoder']['reconstruction'], s['decoder']['imagination']
+    assert set(rec) == {'decoded', 'deterministic', 'mean_frame'} and im['horizons'] == list(range(1, 9))
+    assert all(len(im[k]['psnr']) == 8 for k in ('decoded_real', 'imagined', 'copy_first'))
+    return s
+
+
+def test_iwm_demo_shortened(tmp_path):
+    r = subprocess.run([str(EXE), '--data', str(tmp_path / 'data'), '--out', str(tmp_path / 'run'), '--episodes', '3', '--steps', '80',
+                        '--train-minutes', '0.25', '--decoder-minutes', '0.25'], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    _check(tmp_path, 3)
+    assert 'held-out PSNR' in r.stdout and str(tmp_path / 'run' / 'strip.png') in r.stdout, r.stdout
 
 
 @pytest.mark.slow
 def test_iwm_demo_default_job(tmp_path):
-    exe = Path(sys.executable).parent / 'iwm-demo'
-    r = subprocess.run([str(exe), '--data', str(tmp_path / 'data'), '--out', str(tmp_path / 'run')],
-                       capture_output=True, text=True, timeout=900)
+    r = subprocess.run([str(EXE), '--data', str(tmp_path / 'data'), '--out', str(tmp_path / 'run')],
+                       capture_output=True, text=True, timeout=1200)
     assert r.returncode == 0, r.stderr[-2000:]
-    s = json.loads((tmp_path / 'run/summary.json').read_text())
-    assert s['clips'] == 4 and s['skipped'] == [] and s['windows'] > 0
-    assert s['frames'] == sum(len((tmp_path / 'data' / f'crafter-s0-{i:04d}.jsonl').read_text().splitlines()) for i in range(4))
-    moves = sum(v for k, v in s['actions'].items() if k.startswith('move_'))
-    assert moves > 0.3 * s['frames'], s['actions']  # the exploring policy walks
-    assert (tmp_path / 'run/clips.png').read_bytes()[:4] == b'\x89PNG'
+    _check(tmp_path, 8)
