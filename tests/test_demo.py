@@ -19,10 +19,13 @@ def _check(tmp_path, episodes):
     assert s['frames'] == sum(len((tmp_path / 'data' / f'crafter-s0-{i:04d}.jsonl').read_text().splitlines()) for i in range(episodes))
     moves = sum(v for k, v in s['actions'].items() if k.startswith('move_'))
     assert moves > 0.3 * s['frames'], s['actions']  # the exploring policy walks
-    for f in ('clips.png', 'strip.png', 'model/loss.png', 'model/decoder/loss.png'):
+    for f in ('clips.png', 'strip.png', 'model/loss.png', 'model/decoder/loss.png', 'latent_error.png', 'decoded.png', 'rollouts.png'):
         assert (tmp_path / 'run' / f).read_bytes()[:4] == b'\x89PNG', f
     assert (tmp_path / 'run/model/decoder/checkpoints').is_dir() and (tmp_path / 'run/model/checkpoints').is_dir()
     assert s['train']['steps'] > 0 and s['decoder']['steps'] > 0
+    assert (tmp_path / 'run/rollout.gif').read_bytes()[:3] == b'GIF' and '<table>' in (tmp_path / 'run/report.html').read_text()
+    m = json.loads((tmp_path / 'run/metrics.json').read_text())
+    assert all(math.isfinite(n) for n in _numbers({k: m[k] for k in ('l1', 'cos', 'retrieval_mrr', 'decoded')}))
     nums = _numbers({k: s[k] for k in ('train', 'decoder')})
     assert len(nums) > 50 and all(math.isfinite(n) for n in nums)
     rec, im = s['decoder']['reconstruction'], s['decoder']['imagination']
@@ -36,7 +39,7 @@ def test_iwm_demo_shortened(tmp_path):
                         '--train-minutes', '0.25', '--decoder-minutes', '0.25'], capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-2000:]
     _check(tmp_path, 3)
-    assert 'held-out PSNR' in r.stdout and str(tmp_path / 'run' / 'strip.png') in r.stdout, r.stdout
+    assert 'held-out PSNR' in r.stdout and str(tmp_path / 'run' / 'report.html') in r.stdout, r.stdout
 
 
 @pytest.mark.slow
