@@ -26,6 +26,8 @@ def _check(tmp_path, episodes):
     assert (tmp_path / 'run/rollout.gif').read_bytes()[:3] == b'GIF' and '<table>' in (tmp_path / 'run/report.html').read_text()
     m = json.loads((tmp_path / 'run/metrics.json').read_text())
     assert all(math.isfinite(n) for n in _numbers({k: m[k] for k in ('l1', 'cos', 'retrieval_mrr', 'decoded')}))
+    assert s['planning']['4']['replay']['success'] == 1.0 and (tmp_path / 'run/planning.json').exists()
+    assert 'Planning' in (tmp_path / 'run/report.html').read_text()
     nums = _numbers({k: s[k] for k in ('train', 'decoder')})
     assert len(nums) > 50 and all(math.isfinite(n) for n in nums)
     rec, im = s['decoder']['reconstruction'], s['decoder']['imagination']
@@ -36,7 +38,7 @@ def _check(tmp_path, episodes):
 
 def test_iwm_demo_shortened(tmp_path):
     r = subprocess.run([str(EXE), '--data', str(tmp_path / 'data'), '--out', str(tmp_path / 'run'), '--episodes', '3', '--steps', '80',
-                        '--train-minutes', '0.25', '--decoder-minutes', '0.25'], capture_output=True, text=True, timeout=600)
+                        '--train-minutes', '0.25', '--decoder-minutes', '0.25', '--plan-goals', '3'], capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-2000:]
     _check(tmp_path, 3)
     assert 'held-out PSNR' in r.stdout and str(tmp_path / 'run' / 'report.html') in r.stdout, r.stdout
