@@ -19,6 +19,10 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/iwm-demo --data data/crafter --out runs/demo
 
+## The reference run behind the README's numbers: tiny for 60 min on CPU (small on a GPU), decoder, evaluation and planning on held-out seeds
+reproduce: $(STAMP)
+	$(BIN)/iwm-reproduce --out runs/reference --data data/reference
+
 ## Every quick test: the notebooks (nbdev-test) and tests/ (pytest). With CI=true, also `check`.
 test: $(STAMP)
 	@if [ "$${CI:-}" = "true" ]; then $(MAKE) --no-print-directory check; fi
