@@ -38,7 +38,7 @@ def _check(tmp_path, episodes):
 
 def test_iwm_demo_shortened(tmp_path):
     r = subprocess.run([str(EXE), '--data', str(tmp_path / 'data'), '--out', str(tmp_path / 'run'), '--episodes', '3', '--steps', '80',
-                        '--train-minutes', '0.25', '--decoder-minutes', '0.25', '--plan-goals', '3'], capture_output=True, text=True, timeout=600)
+                        '--train-minutes', '0.25', '--decoder-minutes', '0.25', '--plan-goals', '2', '--eval-windows', '32'], capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-2000:]
     _check(tmp_path, 3)
     assert 'held-out PSNR' in r.stdout and str(tmp_path / 'run' / 'report.html') in r.stdout, r.stdout
