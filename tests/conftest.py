@@ -21,3 +21,23 @@ def faststart_copy(src, dst):
             if p.dts is None: continue
             p.stream = out
             o.mux(p)
+
+
+def start_train(*args):
+    "Start `iwm-train ARGS` in its own process (one thread, so two can run side by side)."
+    import os, subprocess, sys
+    from pathlib import Path
+    env = dict(os.environ, OMP_NUM_THREADS='1')
+    return subprocess.Popen([str(Path(sys.executable).parent / 'iwm-train'), *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env)
+
+
+def kill_when_written(p, path, timeout: float = 240):
+    "SIGKILL process `p` the moment file `path` exists (a checkpoint's last file), failing if `p` ends first."
+    import signal, time
+    t0 = time.time()
+    while not path.exists():
+        assert p.poll() is None, p.stderr.read()[-2000:]
+        assert time.time() - t0 < timeout
+        time.sleep(0.005)
+    p.send_signal(signal.SIGKILL); p.wait()

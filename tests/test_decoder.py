@@ -1,5 +1,5 @@
 "The decoder on real Crafter frames: it learns, it is reproducible, and `iwm-train --stage decoder` resumes exactly and runs under DDP."
-import json, os, signal, socket, subprocess, sys, time
+import json, os, socket, subprocess, sys
 from pathlib import Path
 import pytest
 import torch
@@ -10,6 +10,7 @@ from iwm.decoder import Decoder, decoder_config, psnr
 from iwm.models.world_model import WorldModel
 from iwm.train import load_decoder
 from iwm.video import read_frames
+from conftest import kill_when_written, start_train
 
 BIN = Path(sys.executable).parent
 ENV = dict(os.environ, OMP_NUM_THREADS='1')
@@ -58,8 +59,7 @@ def test_same_seed_same_samples_and_save_load_round_trip(batch, tmp_path):
     assert torch.equal(fresh.decode(z, seed=3, steps=5, sampler='dpm'), dec.decode(z, seed=3, steps=5, sampler='dpm'))
 
 
-def _train(args):
-    return subprocess.Popen([str(BIN / 'iwm-train'), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+def _train(args): return start_train(*args)
 
 
 @pytest.fixture(scope='module')
@@ -87,13 +87,7 @@ DEC = ['--stage', 'decoder', '--batch', '4', '--warmup', '2', '--amp', 'none', '
 def test_decoder_stage_sigkill_then_resume_equals_uninterrupted(world_run, tmp_path):
     a, b = tmp_path / 'a', tmp_path / 'b'
     p = _train(['--run', str(world_run), '--out', str(a), '--steps', '8', *DEC])
-    ck = a / 'checkpoints' / 'step-00000003' / 'state.json'
-    t0 = time.time()
-    while not ck.exists():
-        assert p.poll() is None, p.stderr.read()[-2000:]
-        assert time.time() - t0 < 240
-        time.sleep(0.005)
-    p.send_signal(signal.SIGKILL); p.wait()
+    kill_when_written(p, a / 'checkpoints' / 'step-00000003' / 'state.json')
     assert not (a / 'checkpoints' / 'step-00000008').exists(), "the run finished before it could be killed"
     r = _train(['--stage', 'decoder', '--run', str(world_run), '--out', str(a), '--resume', '--steps', '8'])
     assert r.wait(timeout=300) == 0, r.stderr.read()[-2000:]

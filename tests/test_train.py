@@ -1,10 +1,11 @@
 "iwm-train end to end on real Crafter clips: exact resume after SIGKILL, and DDP under a real two-process torchrun."
-import json, os, signal, socket, subprocess, sys, time
+import json, os, socket, subprocess, sys
 from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
 import iwm.crafter
+from conftest import kill_when_written, start_train
 
 BIN = Path(sys.executable).parent
 COMMON = ['--config', 'tiny', '--batch', '4', '--warmup', '2', '--amp', 'none', '--deterministic', '--eval-every', '1000',
@@ -18,21 +19,13 @@ def clips(tmp_path_factory):
     return d
 
 
-def _train(args, **kw):
-    env = dict(os.environ, OMP_NUM_THREADS='1')
-    return subprocess.Popen([str(BIN / 'iwm-train'), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, **kw)
+def _train(args): return start_train(*args)
 
 
 def test_sigkill_then_resume_equals_uninterrupted(clips, tmp_path):
     a, b = tmp_path / 'a', tmp_path / 'b'
     p = _train(['--data', str(clips), '--out', str(a), '--steps', '12', *COMMON])
-    ck = a / 'checkpoints' / 'step-00000006' / 'state.json'
-    t0 = time.time()
-    while not ck.exists():
-        assert p.poll() is None, p.stderr.read()[-2000:]
-        assert time.time() - t0 < 240
-        time.sleep(0.005)
-    p.send_signal(signal.SIGKILL); p.wait()
+    kill_when_written(p, a / 'checkpoints' / 'step-00000006' / 'state.json')
     assert not (a / 'checkpoints' / 'step-00000012').exists(), "the run finished before it could be killed"
     n0 = len((a / 'metrics.jsonl').read_text().splitlines())
     r = _train(['--out', str(a), '--resume', '--steps', '12'])
