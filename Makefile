@@ -39,6 +39,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/data.py
 	$(BIN)/python bench/train.py
 	$(BIN)/python bench/imagine.py
+	$(BIN)/python bench/plan.py
 
 lab: $(STAMP)
 	$(BIN)/jupyter lab nbs

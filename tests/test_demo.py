@@ -45,6 +45,7 @@ def test_iwm_demo_shortened(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)  # the default job takes about 12.5 minutes on 2 CPU cores
 def test_iwm_demo_default_job(tmp_path):
     r = subprocess.run([str(EXE), '--data', str(tmp_path / 'data'), '--out', str(tmp_path / 'run')],
                        capture_output=True, text=True, timeout=1200)
