@@ -74,20 +74,22 @@ def inspect_clip(path) -> ClipReport:
 def inspect_folder(folder) -> list[ClipReport]:
     "Reports for every clip (mp4 or orphaned jsonl) under `folder`, sorted by name."
     folder = Path(folder)
-    stems = sorted({p.with_suffix('') for p in [*folder.rglob('*.mp4'), *folder.rglob('*.jsonl')]})
+    jsonl = [p for p in folder.rglob('*.jsonl') if p.name != 'manifest.jsonl']  # iwm-download's manifest is not a clip
+    stems = sorted({p.with_suffix('') for p in [*folder.rglob('*.mp4'), *jsonl]})
     return [inspect_clip(s.with_suffix('.mp4')) for s in stems]
 
 def _fmt(v, spec=''): return '-' if v is None else format(v, spec)
 
 def format_reports(reports: list[ClipReport]) -> str:
     "A summary table of clip reports, then their problems and warnings, one per line."
-    head = f"{'clip':<32} {'frames':>6} {'lines':>6} {'size':>9} {'fps':>5} {'secs':>7} {'ver':>5} {'null':>6} {'gui':>6}  status"
+    w = max([32, *(len(Path(r.clip).stem) for r in reports)])  # whole names: VPT's share their first 32 characters
+    head = f"{'clip':<{w}} {'frames':>6} {'lines':>6} {'size':>9} {'fps':>5} {'secs':>7} {'ver':>5} {'null':>6} {'gui':>6}  status"
     rows = [head, '-' * len(head)]
     for r in reports:
         size = f"{r.width}x{r.height}" if r.width else '-'
         status = 'ok' if r.ok else f"{len(r.problems)} problem{'s' * (len(r.problems) > 1)}"
         if r.warnings: status += f", {len(r.warnings)} warning{'s' * (len(r.warnings) > 1)}"
-        rows.append(f"{Path(r.clip).stem[:32]:<32} {_fmt(r.frames):>6} {_fmt(r.lines):>6} {size:>9} {_fmt(r.fps, '.0f'):>5} "
+        rows.append(f"{Path(r.clip).stem:<{w}} {_fmt(r.frames):>6} {_fmt(r.lines):>6} {size:>9} {_fmt(r.fps, '.0f'):>5} "
                     f"{_fmt(r.duration, '.1f'):>7} {r.version:>5} {_fmt(r.null_share, '.0%'):>6} {_fmt(r.gui_share, '.0%'):>6}  {status}")
     n_ok = sum(r.ok for r in reports)
     rows.append(f"{len(reports)} clips: {n_ok} usable, {len(reports) - n_ok} with problems; "

@@ -26,7 +26,7 @@ from .decoder import Decoder, DecoderConfig, decoder_config
 # %% auto #0
 __all__ = ['TrainConfig', 'lr_at', 'ema_at', 'param_groups', 'amp_dtype', 'setup_distributed', 'LossModule', 'DecoderLoss',
            'train_held_clips', 'TrainingError', 'Trainer', 'train_step', 'evaluate', 'MetricLog', 'read_metrics', 'fit',
-           'run_config', 'load_run', 'load_decoder', 'plot_metrics', 'iwm_train']
+           'agree', 'out_of_time', 'run_config', 'load_run', 'load_decoder', 'plot_metrics', 'iwm_train']
 
 # %% ../nbs/21_train.ipynb #36eb57b5
 @dataclass
@@ -142,6 +142,9 @@ class Trainer:
         self.amp = amp_dtype(c.amp, self.device)
         train, held = train_held_clips(c.data, c.held_out)
         if not train: raise FileNotFoundError(f"{c.data}: no clips to train on")
+        if len(train) < self.world * max(1, c.workers):  # a process (or loader worker) without a clip would wait forever
+            raise ValueError(f"{c.data}: {len(train)} training clips for {self.world} processes x {max(1, c.workers)} loader workers: "
+                             "each needs a clip of its own; add clips or use fewer processes or workers")
         self.train_clips, self.held_clips = train, held
         size = self.mcfg.img_size
         self.train_ds = StreamingWindows(train, size=size, horizon=c.horizon, buffer=c.buffer, seed=c.seed)
@@ -174,10 +177,13 @@ class Trainer:
             dl = DataLoader(self.train_ds, batch_size=self.c.batch, num_workers=self.c.workers, drop_last=True,
                             persistent_workers=False,  # its own generator: making a loader must not draw from the global RNG,
                             generator=torch.Generator().manual_seed(self.c.seed + self.epoch))  # which a resume restores
-            for i, b in enumerate(dl):
-                if i < self.batch_in_epoch: continue  # replaying the stream up to a resumed position
-                self.batch_in_epoch = i + 1
+            n = -1
+            for n, b in enumerate(dl):
+                if n < self.batch_in_epoch: continue  # replaying the stream up to a resumed position
+                self.batch_in_epoch = n + 1
                 yield b
+            if n < 0: raise ValueError(f"{self.c.data}: an epoch of this process's clips gave no batch of {self.c.batch} windows "
+                                       f"(rank {self.rank}, {len(self.train_ds.clips)} clips in all): lower --batch or --horizon, or add clips")
             self.epoch, self.batch_in_epoch = self.epoch + 1, 0
 
     def autocast(self):
@@ -272,7 +278,7 @@ def fit(self: Trainer) -> dict:
     it, t_train, last, start, planned = self.batches(), 0.0, {}, self.step, c.steps
     bar = tqdm(total=c.steps, initial=self.step, desc='train', unit='step', disable=self.rank != 0, dynamic_ncols=True)
     try:
-        while self.step < c.steps and (c.minutes is None or t_train < c.minutes * 60):
+        while self.step < c.steps and not self.out_of_time(t_train):
             t0 = time.perf_counter()
             row = self.train_step([next(it) for _ in range(c.accum)])
             dt = time.perf_counter() - t0; t_train += dt
@@ -280,7 +286,7 @@ def fit(self: Trainer) -> dict:
             if self.step == start + 1: t_first = t_train  # the first step also builds kernels: not counted
             if c.minutes and self.step >= start + 6 and (self.step - start) % 50 in (6, 0):  # fit the LR and EMA schedules
                 fits = self.step + int((c.minutes * 60 - t_train) / ((t_train - t_first) / (self.step - start - 1)))  # to the budget,
-                c.steps = bar.total = min(planned, max(fits, self.step + 1))  # again every 50 steps as the step time settles
+                c.steps = bar.total = min(planned, max(self.agree(fits, 'min'), self.step + 1))  # again every 50 steps as the step time settles
             if self.step % c.eval_every == 0 or self.step == c.steps: row.update(self.evaluate())
             if self.step % c.log_every == 0 or 'held_loss' in row or not row['finite']: log.write(row)
             if self.step % c.ckpt_every == 0: self.save()
@@ -292,6 +298,20 @@ def fit(self: Trainer) -> dict:
     return last
 
 Trainer.fit = fit
+
+def agree(self: Trainer, x: int, op: str = 'min') -> int:
+    "The min (or max) of `x` over every process, so that all of them take the same decision (`x` itself without DDP)."
+    if self.world == 1 or not dist.is_initialized(): return int(x)
+    t = torch.tensor([int(x)], dtype=torch.int64, device=self.device)
+    dist.all_reduce(t, op=dist.ReduceOp.MIN if op == 'min' else dist.ReduceOp.MAX)
+    return int(t.item())
+
+def out_of_time(self: Trainer, t_train: float) -> bool:
+    "Whether the time budget is spent: on any process, under DDP, so that every process stops at the same step."
+    if self.c.minutes is None: return False
+    return bool(self.agree(t_train >= self.c.minutes * 60, 'max'))
+
+Trainer.agree, Trainer.out_of_time = agree, out_of_time
 
 # %% ../nbs/21_train.ipynb #2e7e2a19
 def run_config(run) -> dict:
@@ -350,9 +370,9 @@ def plot_metrics(run_dir, out=None) -> Path:
 def iwm_train(config: str = 'tiny',  # model config name (tiny, small, seed)
               data: str = None,  # folder of clips (default data/crafter; for a decoder, the run's)
               out: str = None,  # run folder: config, metrics, checkpoints, loss.png (default runs/CONFIG; for a decoder, RUN/decoder)
-              stage: str = 'world',  # 'world', or 'decoder' to train a decoder on the world model of --run
-              run: str = None,  # the trained world-model run a decoder stage decodes
-              steps: int = 1000,  # optimizer steps (and schedule length)
+              stage: str = 'world',  # 'world', or 'decoder' to train a decoder on the world model of --world
+              world: str = None,  # the trained world-model run a decoder stage decodes
+              steps: int = None,  # optimizer steps and schedule length (default 1000; when resuming, the run's own)
               minutes: float = None,  # stop after this much training time
               resume: bool = False,  # continue from the run's last checkpoint (with its saved settings)
               batch: int = 32, accum: int = 1, lr: float = 1e-3, weight_decay: float = 0.05, warmup: int = 50,
@@ -362,18 +382,18 @@ def iwm_train(config: str = 'tiny',  # model config name (tiny, small, seed)
               eval_every: int = 100, ckpt_every: int = 100, log_every: int = 10, keep: int = 3):
     "Train a world model (or, with --stage decoder, its decoder) on VPT-format clips; under torchrun, with DDP on every process."
     if stage == 'decoder':
-        if not run: raise SystemExit("iwm-train: --stage decoder needs --run RUN, a trained world-model run")
-        try: world = run_config(run)
+        if not world: raise SystemExit("iwm-train: --stage decoder needs --world RUN, a trained world-model run")
+        try: wcfg = run_config(world)
         except FileNotFoundError as e: raise SystemExit(f"iwm-train: {e}")
-        out, data, config = out or str(Path(run) / 'decoder'), data or world['train']['data'], world['train']['config']
+        out, data, config = out or str(Path(world) / 'decoder'), data or wcfg['train']['data'], wcfg['train']['config']
     elif stage != 'world': raise SystemExit(f"iwm-train: --stage must be 'world' or 'decoder', not {stage!r}")
     out, data = out or f'runs/{config}', data or 'data/crafter'
     saved = Path(out) / 'config.json'
     if resume and saved.exists():
         c = TrainConfig(**json.loads(saved.read_text())['train'])
-        c.steps, c.minutes = steps, minutes
+        c.steps, c.minutes = steps or c.steps, minutes  # the saved schedule length unless --steps changes it
     else:
-        c = TrainConfig(config=config, data=data, out=out, stage=stage, world=run, steps=steps, minutes=minutes, batch=batch, accum=accum, lr=lr,
+        c = TrainConfig(config=config, data=data, out=out, stage=stage, world=world, steps=steps or 1000, minutes=minutes, batch=batch, accum=accum, lr=lr,
                         weight_decay=weight_decay, warmup=warmup, horizon=horizon, workers=workers, seed=seed, amp=amp,
                         compile=compile, deterministic=deterministic, eval_every=eval_every, ckpt_every=ckpt_every,
                         log_every=log_every, keep=keep)

@@ -74,3 +74,13 @@ def test_torchrun_ddp_two_cpu_processes(clips, tmp_path):
     assert ranks[0]['clips'] and ranks[1]['clips'] and not set(ranks[0]['clips']) & set(ranks[1]['clips'])  # disjoint data
     assert [p.name for p in sorted((run / 'checkpoints').iterdir())] == ['step-00000002', 'step-00000004']  # one set, rank 0's
     assert len((run / 'metrics.jsonl').read_text().splitlines()) == 4
+
+
+def test_clear_errors_instead_of_waiting_forever(clips, tmp_path):
+    "A process or loader worker without a clip, or an epoch without a batch, would otherwise wait forever for data."
+    from iwm.train import Trainer, TrainConfig
+    with pytest.raises(ValueError, match=r'2 training clips for 1 processes x 4 loader workers'):
+        Trainer(TrainConfig(data=str(clips), out=str(tmp_path / 'a'), workers=4, amp='none'))
+    tr = Trainer(TrainConfig(data=str(clips), out=str(tmp_path / 'b'), batch=10_000, steps=2, amp='none'))
+    with pytest.raises(ValueError, match=r'gave no batch of 10000 windows'):
+        tr.fit()
