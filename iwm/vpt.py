@@ -284,7 +284,7 @@ def download(index, out, limit: int | None = None, workers: int = 4, retries: in
 
 # %% ../nbs/04_vpt.ipynb #0c88ba35
 @call_parse
-def iwm_download(index: str,  # index file: {"basedir": URL, "relpaths": [...]}
+def iwm_download(index: str,  # index file {"basedir": URL, "relpaths": [...]}, or its http(s) URL
                  out: str = 'data/vpt',  # output folder; each clip keeps its relpath under it
                  limit: int = None,  # at most this many clips (after the filters)
                  workers: int = 4,  # clips downloaded at once
@@ -296,6 +296,11 @@ def iwm_download(index: str,  # index file: {"basedir": URL, "relpaths": [...]}
                  timeout: float = 30.0,  # seconds without data before a retry
                  quiet: store_true = False):  # no progress bars
     "Download VPT clips (mp4 + jsonl) listed in an index file into OUT, verify them, and record each in OUT/manifest.jsonl."
+    if urllib.parse.urlsplit(index).scheme in ('http', 'https'):  # an index on a server: fetched once into OUT/index/
+        local = Path(out) / 'index' / (PurePosixPath(urllib.parse.urlsplit(index).path).name or 'index.json')
+        try: fetch(index, local, retries, backoff, timeout)
+        except (MissingFile, DownloadError, Interrupted) as e: print(f"iwm-download: {index}: {e}", file=sys.stderr); sys.exit(2)
+        index = local
     try: idx = load_index(index, basedir, version, match)
     except IndexFileError as e: print(f"iwm-download: {e}", file=sys.stderr); sys.exit(2)
     n = len(idx) if limit is None else min(limit, len(idx))
