@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install demo test test-slow bench lab docs readme check clean
+.PHONY: install demo test test-slow bench lab docs chromium readme check clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,11 +23,14 @@ demo: $(STAMP)
 reproduce: $(STAMP)
 	$(BIN)/iwm-reproduce --out runs/reference --data data/reference
 
-## Every quick test: the notebooks (nbdev-test) and tests/ (pytest). With CI=true, also `check`.
-test: $(STAMP)
+## Every quick test: the notebooks (nbdev-test); every page of the docs site rendered into _docs/ (the index and the
+## viewer executed in full, the others as nbdev's docs build runs them); tests/ (pytest), tests/test_docs.py on that
+## site in headless Chromium. With CI=true, also `check`.
+test: $(STAMP) chromium
 	@if [ "$${CI:-}" = "true" ]; then $(MAKE) --no-print-directory check; fi
 	$(BIN)/nbdev-test --n-workers 2
-	$(BIN)/pytest -q tests
+	$(BIN)/python tools/docs.py --out _docs --no-exec --execute index 50_viewer
+	IWM_DOCS=_docs $(BIN)/pytest -q tests
 
 ## The long tests: notebook cells marked `#| slow` and pytest tests marked slow
 test-slow: $(STAMP)
@@ -44,6 +47,20 @@ bench: $(STAMP)
 lab: $(STAMP)
 	$(BIN)/jupyter lab nbs
 
+## The documentation site in _docs/: nbdev-docs where Quarto is installed, else tools/docs.py (no Quarto; runs every notebook)
+docs: $(STAMP)
+	@if command -v quarto >/dev/null 2>&1; then $(BIN)/nbdev-docs; else $(BIN)/python tools/docs.py --out _docs; fi
+
+## Headless Chromium for tests/test_docs.py (Debian's chromium package), and npm for tools/docs.py, when missing
+chromium:
+	@pkgs=; \
+	if ! { [ -x /usr/bin/chromium ] || command -v chromium >/dev/null || command -v google-chrome >/dev/null; }; then pkgs=" chromium"; fi; \
+	if ! command -v npm >/dev/null; then pkgs="$$pkgs npm"; fi; \
+	if [ -n "$$pkgs" ]; then \
+	  sudo=; if [ "$$(id -u)" != 0 ]; then sudo=sudo; fi; \
+	  echo "installing$$pkgs"; $$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq $$pkgs; \
+	fi
+
 readme: $(STAMP)
 	$(BIN)/python tools/readme.py
 
@@ -57,4 +74,4 @@ check: $(STAMP)
 	  git --no-pager diff --stat -- iwm nbs README.md; exit 1; fi
 
 clean:
-	rm -rf _docs _proc .pytest_cache
+	rm -rf _docs _proc .docs_cache .pytest_cache

@@ -128,6 +128,7 @@ class ClipViewer:
     def show(self, t: int):
         "Show frame `t` and its action line."
         c = self.clip
+        self.play.value = t  # the Play button starts from here (jslink syncs only in the browser)
         self.image.value = to_png(c.frames[t], self.scale)
         self.actions.value = action_html(c.actions[t])
         self.label.value = f'<code>{c.path.name}</code> frame {t} of {len(c) - 1}: <code>{describe_action(c.actions[t])}</code>'
@@ -256,6 +257,7 @@ class RolloutViewer:
         "Show step `k` of the current rollout."
         r = self.rollout
         k = min(k, r.horizon)
+        self.play.value = k
         self.image.value = rollout_png(r, k, self.scale)
         self.plot.value = error_plot_png(r, k)
         self.curve = error_curve(r, k)
