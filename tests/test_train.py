@@ -28,7 +28,7 @@ def test_sigkill_then_resume_equals_uninterrupted(clips, tmp_path):
     kill_when_written(p, a / 'checkpoints' / 'step-00000006' / 'state.json')
     assert not (a / 'checkpoints' / 'step-00000012').exists(), "the run finished before it could be killed"
     n0 = len((a / 'metrics.jsonl').read_text().splitlines())
-    r = _train(['--out', str(a), '--resume', '--steps', '12'])
+    r = _train(['--out', str(a), '--resume'])  # no --steps: the run keeps its own schedule of 12
     assert r.wait(timeout=300) == 0, r.stderr.read()[-2000:]
     resumed = [json.loads(l)['step'] for l in (a / 'metrics.jsonl').read_text().splitlines()[n0:]]
     assert resumed == list(range(7, 13)), resumed  # it went on from the step-6 checkpoint, not from scratch
