@@ -56,13 +56,15 @@ def ema_at(step: int, total: int, start: float, end: float = 1.0) -> float:
     "EMA momentum rising linearly from `start` to `end` over `total` steps."
     return start + (end - start) * min(1.0, step / max(1, total))
 
-def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
-    "AdamW groups: decay on weight matrices, none on biases, norms and embeddings."
-    decay, rest = [], []
+def param_groups(model: torch.nn.Module, weight_decay: float, lr_scale: dict | None = None) -> list[dict]:
+    "AdamW groups: decay on weight matrices, none on biases, norms and embeddings; `lr_scale` maps a name prefix to a learning-rate multiple."
+    groups = {}
     for n, p in model.named_parameters():
         if not p.requires_grad: continue
-        (decay if p.ndim >= 2 and 'pos' not in n and 'time' not in n else rest).append(p)
-    return [dict(params=decay, weight_decay=weight_decay), dict(params=rest, weight_decay=0.0)]
+        decay = p.ndim >= 2 and 'pos' not in n and 'time' not in n
+        scale = next((s for k, s in (lr_scale or {}).items() if n.startswith(k)), 1.0)
+        groups.setdefault((decay, scale), []).append(p)
+    return [dict(params=ps, weight_decay=weight_decay if d else 0.0, lr_scale=s) for (d, s), ps in groups.items()]
 
 # %% ../nbs/21_train.ipynb #6c02eaab
 def _cpu_flags() -> set:
@@ -105,7 +107,7 @@ class DecoderLoss(torch.nn.Module):
         with torch.no_grad(): z = self.world.forward_target(frames[:, None])[:, 0]  # (B, N, D)
         return self.model.loss(z.float(), frames)
 
-# %% ../nbs/21_train.ipynb #c8676010
+# %% ../nbs/21_train.ipynb #f0922716
 def train_held_clips(data, held_out: float = 0.1) -> tuple[list[Path], list[Path]]:
     "A run's (training, held-out) clips of folder `data`: split by clip name, and never without an unseen clip when there are two."
     train, held = split_clips(find_clips(data), held_out)
@@ -135,7 +137,8 @@ class Trainer:
             self.model = Decoder(self.dcfg).to(self.device)
             self.objective = DecoderLoss(self.model, world)
         else: raise ValueError(f"stage {c.stage!r} is not 'world' or 'decoder'")
-        self.opt = torch.optim.AdamW(param_groups(self.model, c.weight_decay), lr=c.lr, betas=(0.9, 0.95))
+        scale = {'encoder.': self.mcfg.encoder_lr} if c.stage == 'world' else None  # the encoder may learn slower
+        self.opt = torch.optim.AdamW(param_groups(self.model, c.weight_decay, scale), lr=c.lr, betas=(0.9, 0.95))
         net = self.objective
         if self.world > 1: net = torch.nn.parallel.DistributedDataParallel(net, device_ids=[self.device.index] if self.device.type == 'cuda' else None)
         self.net = torch.compile(net) if c.compile else net
@@ -189,11 +192,11 @@ class Trainer:
     def autocast(self):
         return torch.autocast(self.device.type, dtype=self.amp) if self.amp else nullcontext()
 
-# %% ../nbs/21_train.ipynb #f0922716
+# %% ../nbs/21_train.ipynb #373d9e8d
 def train_step(self: Trainer, micro_batches) -> dict:
     "One optimizer step over `accum` micro-batches: forward target + context + loss, update, EMA."
     c, lr = self.c, lr_at(self.step, self.c)
-    for g in self.opt.param_groups: g['lr'] = lr
+    for g in self.opt.param_groups: g['lr'] = lr * g.get('lr_scale', 1.0)
     self.opt.zero_grad(set_to_none=True)
     stats = {}
     for b in micro_batches:

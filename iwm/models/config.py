@@ -39,6 +39,7 @@ class WorldModelConfig:
     pred_mlp_ratio: float = 4.0
     ema_start: float = 0.99  # target encoder momentum at step 0, rising to `ema_end`
     ema_end: float = 1.0
+    encoder_lr: float = 1.0  # the encoder's learning rate as a multiple of the rest's; 0 keeps it (and so the target) at its initialisation
     loss: str = 'l1'  # 'l1' or 'smooth_l1' on layer-normed targets
     rollout_steps: int = 2  # k: the rollout loss runs the predictor on its own output k steps
     rollout_weight: float = 1.0
@@ -53,6 +54,7 @@ class WorldModelConfig:
         if self.rollout_steps < 1: raise ValueError("rollout_steps must be at least 1")
         if not 0 <= self.change_weight <= 1: raise ValueError("change_weight must be in [0, 1]")
         if not 0 <= self.ema_start <= self.ema_end <= 1: raise ValueError("need 0 <= ema_start <= ema_end <= 1")
+        if self.encoder_lr < 0: raise ValueError(f"encoder_lr {self.encoder_lr} is negative")
 
     @property
     def grid(self) -> tuple[int, int]: return (self.img_size // self.patch_size,) * 2  # patches per (row, column)
@@ -61,8 +63,8 @@ class WorldModelConfig:
 
 # %% ../../nbs/10_config.ipynb #9a064ca2
 def tiny(**kw) -> WorldModelConfig:
-    "64x64 frames, 16 tokens of width 192: trains on 2 CPU cores in minutes."
-    return WorldModelConfig(**{**dict(name='tiny'), **kw})
+    "64x64 frames, 16 tokens of width 192, a fixed random encoder: trains on 2 CPU cores in minutes."
+    return WorldModelConfig(**{**dict(name='tiny', encoder_lr=0.0), **kw})
 
 def small(**kw) -> WorldModelConfig:
     "128x128 frames, 256 tokens of width 384: one GPU, hours."

@@ -26,9 +26,9 @@ def count_params(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 def component_params(model: WorldModel) -> dict:
-    "Parameters of encoder, target (EMA, untrained), conditioner and predictor, and of the trained three together."
+    "Parameters of encoder, target (EMA, untrained), conditioner and predictor, and of those that train (a fixed encoder does not)."
     n = {k: count_params(getattr(model, k)) for k in ('encoder', 'target', 'conditioner', 'predictor')}
-    return {**n, 'trained': n['encoder'] + n['conditioner'] + n['predictor']}
+    return {**n, 'trained': sum(p.numel() for p in model.parameters() if p.requires_grad)}
 
 # %% ../../nbs/15_info.ipynb #a715d256
 def dummy_batch(c: WorldModelConfig, batch: int = 1, horizon: int | None = None, device=None) -> dict:

@@ -41,6 +41,7 @@ class WorldModel(nn.Module):
         self.cfg = c = get_config(cfg) if isinstance(cfg, str) else cfg
         self.encoder = Encoder.from_config(c)
         self.target = copy.deepcopy(self.encoder).requires_grad_(False)  # moves only by `ema_step`
+        if c.encoder_lr == 0: self.encoder.requires_grad_(False)  # a fixed encoder: the target stays equal to it
         self.conditioner = Conditioner.from_config(c)
         self.predictor = Predictor.from_config(c)
 
@@ -74,17 +75,23 @@ def rollout(self: WorldModel, frame: torch.Tensor, actions: torch.Tensor, horizo
 
 # %% ../../nbs/14_world_model.ipynb #a461961f
 @patch
-def forward_context(self: WorldModel, frame: torch.Tensor, targets: torch.Tensor, actions: torch.Tensor):
+def forward_context(self: WorldModel, frame: torch.Tensor, targets: torch.Tensor, actions: torch.Tensor, z: torch.Tensor | None = None):
     "Teacher-forced one-step predictions from frames t .. t+K-1 (B, K, N, D), and the rollout's steps 2 .. k (B, k-1, N, D)."
     B, K, S = frame.shape[0], targets.shape[1], self.cfg.context
-    frames = torch.cat([frame[:, None], targets[:, :-1]], 1)  # (B, K, 3, H, W): the real frames t .. t+K-1
-    z = self.encode(frames.flatten(0, 1))  # (B*K, N, D)
+    if z is None:  # the online latents of the real frames t .. t+K-1, unless given (B, K, N, D)
+        z = self.encode(torch.cat([frame[:, None], targets[:, :-1]], 1).flatten(0, 1))  # (B*K, N, D)
+    z = z.reshape(B * K, *z.shape[-2:])
     acts = torch.stack([actions[:, j:j + S] for j in range(K)], 1)  # (B, K, S, A): lines t+j-24 .. t+j
     one = self.step(z, acts.flatten(0, 1)).unflatten(0, (B, K))  # (B, K, N, D)
     z, ahead = one[:, 0], []
     for k in range(1, min(self.cfg.rollout_steps, K)):
         z = self.step(z, actions[:, k:k + S]); ahead.append(z)  # (B, N, D): fed its own prediction
     return one, torch.stack(ahead, 1) if ahead else one[:, :0]
+
+@patch(as_prop=True)
+def encoder_trains(self: WorldModel) -> bool:
+    "Whether the encoder learns (`encoder_lr > 0`); a fixed one is identical to its EMA target."
+    return any(p.requires_grad for p in self.encoder.parameters())
 
 @patch
 def loss_fn(self: WorldModel, pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
@@ -101,8 +108,8 @@ def loss(self: WorldModel, batch: dict) -> tuple[torch.Tensor, dict]:
     y = h[:, 1:]  # (B, K, N, D)
     change = (h[:, 1:] - h[:, :-1]).abs().mean(-1)  # (B, K, N)
     w = (1 - c.change_weight) + c.change_weight * change / change.mean(-1, keepdim=True).clamp_min(1e-6)
-    # context: online encoder and predictor
-    one, ahead = self.forward_context(frame, targets, actions)
+    # context: online encoder and predictor; a fixed encoder's latents are the targets' (no second encoder pass)
+    one, ahead = self.forward_context(frame, targets, actions, z=None if self.encoder_trains else h[:, :-1])
     R = ahead.shape[1]
     # loss
     l_one = self.loss_fn(one, y, w)
