@@ -43,7 +43,7 @@ class PlanConfig:
     floor: float = 0.05  # share of uniform probability mixed into each refit
     cost: str = 'min'  # 'min' over the imagined steps, or 'last'
     actions: tuple = PLAN_ACTIONS
-    share_prefixes: bool = True  # imagine each distinct prefix of the sampled sequences once
+    share_prefixes: bool = True  # imagine each distinct prefix of the sampled sequences once per plan
 
 class CEMPlanner:
     "Cross-entropy-method planning over discrete action sequences in a world model's latent space."
@@ -54,18 +54,29 @@ class CEMPlanner:
         self.vectors = (allv[[CRAFTER_ACTIONS.index(a) for a in c.actions]] if vectors is None else allv).float().to(self.dev)  # (A, 28)
 
     @torch.no_grad()
-    def imagine(self, z: torch.Tensor, history: torch.Tensor, seqs: torch.Tensor) -> torch.Tensor:
+    def imagine(self, z: torch.Tensor, history: torch.Tensor, seqs: torch.Tensor, cache: dict | None = None) -> torch.Tensor:
         "Latents (S, H, N, D) of sequences `seqs` (S, H) of action indices from z_t (1, N, D) after lines `history` (24, 28)."
         if not self.c.share_prefixes: return self.imagine_each(z, history, seqs)
         S, H = seqs.shape
-        ctx, hist = self.world.cfg.context, history.to(self.dev)
-        zs, node, out = z, torch.zeros(S, dtype=torch.long, device=seqs.device), []  # node: each sample's distinct prefix
+        A, ctx, hist = len(self.vectors), self.world.cfg.context, history.to(self.dev)
+        if A ** H >= 2 ** 62: raise ValueError(f"{A} actions over horizon {H}: prefixes do not fit 64-bit codes")
+        cache = {} if cache is None else cache  # depth k -> (sorted codes of the prefixes of length k+1 imagined so far, their latents)
+        code, out = torch.zeros(S, dtype=torch.long, device=seqs.device), []
         for k in range(H):
-            pairs, inv = torch.unique(torch.stack([node, seqs[:, k]], 1), dim=0, return_inverse=True)  # prefixes of length k+1
-            rep = torch.empty(len(pairs), dtype=torch.long, device=seqs.device).scatter_(0, inv, torch.arange(S, device=seqs.device))
-            lines = torch.cat([hist[None].expand(len(pairs), -1, -1), self.vectors[seqs[rep, :k + 1]]], 1)[:, -ctx:]
-            zs = self.world.step(zs[pairs[:, 0]], lines)  # one step per distinct prefix
-            node = inv; out.append(zs[inv])
+            code = code * A + seqs[:, k]  # each sample's prefix of length k+1, as a number in base A
+            keys, lat = cache.get(k, (code[:0], z[:0]))
+            uniq = torch.unique(code)  # sorted
+            found = keys[torch.searchsorted(keys, uniq).clamp_max(max(len(keys) - 1, 0))] == uniq if len(keys) else torch.zeros_like(uniq, dtype=torch.bool)
+            new = uniq[~found]  # prefixes never imagined: one step each, from their parent's latent
+            if len(new):
+                pkeys, plat = cache[k - 1] if k else (None, None)
+                parent = z.expand(len(new), -1, -1) if k == 0 else plat[torch.searchsorted(pkeys, new // A)]
+                digits = torch.stack([new // A ** (k - j) % A for j in range(k + 1)], 1)  # (P, k+1): the prefix's actions
+                lines = torch.cat([hist[None].expand(len(new), -1, -1), self.vectors[digits]], 1)[:, -ctx:]
+                keys, order = torch.cat([keys, new]).sort()
+                lat = torch.cat([lat, self.world.step(parent, lines)])[order]
+                cache[k] = (keys, lat)
+            out.append(lat[torch.searchsorted(keys, code)])  # (S, N, D)
         return torch.stack(out, 1)
 
     @torch.no_grad()
@@ -89,10 +100,10 @@ class CEMPlanner:
         "The best sequence (H,) of action indices found, and its cost."
         c, A = self.c, len(self.vectors)
         probs = torch.full((c.horizon, A), 1.0 / A)
-        best, best_cost = None, float('inf')
+        best, best_cost, cache = None, float('inf'), {}  # the cache keeps every imagined prefix across iterations
         for _ in range(c.iters):
             seqs = torch.multinomial(probs, c.samples, replacement=True, generator=generator).T  # (S, H)
-            cost = self.costs(self.imagine(z, history, seqs.to(self.dev)), goal).cpu()
+            cost = self.costs(self.imagine(z, history, seqs.to(self.dev), cache), goal).cpu()
             order = cost.argsort()
             if cost[order[0]] < best_cost: best, best_cost = seqs[order[0]], float(cost[order[0]])
             elite = seqs[order[:c.elite]]  # (E, H)
