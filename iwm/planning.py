@@ -66,8 +66,7 @@ class CEMPlanner:
             code = code * A + seqs[:, k]  # each sample's prefix of length k+1, as a number in base A
             keys, lat = cache.get(k, (code[:0], z[:0]))
             uniq = torch.unique(code)  # sorted
-            found = keys[torch.searchsorted(keys, uniq).clamp_max(max(len(keys) - 1, 0))] == uniq if len(keys) else torch.zeros_like(uniq, dtype=torch.bool)
-            new = uniq[~found]  # prefixes never imagined: one step each, from their parent's latent
+            new = uniq[~torch.isin(uniq, keys)]  # prefixes never imagined: one step each, from their parent's latent
             if len(new):
                 pkeys, plat = cache[k - 1] if k else (None, None)
                 parent = z.expand(len(new), -1, -1) if k == 0 else plat[torch.searchsorted(pkeys, new // A)]
