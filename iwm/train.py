@@ -211,7 +211,7 @@ def train_step(self: Trainer, micro_batches) -> dict:
     m = ema_at(self.step, c.steps, self.mcfg.ema_start, self.mcfg.ema_end) if c.stage == 'world' else None
     if ok:
         self.opt.step()  # update
-        if m is not None: self.model.ema_step(m)  # EMA
+        if m is not None and self.model.encoder_trains: self.model.ema_step(m)  # EMA (a fixed encoder and its target are already equal)
         self.bad_steps = 0
     else:
         self.opt.zero_grad(set_to_none=True); self.bad_steps += 1; self.skipped_steps += 1
