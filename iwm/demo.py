@@ -93,7 +93,7 @@ def run_demo(data='data/crafter', out='runs/demo', episodes: int = 8, steps: int
                                ratios=m['ratios'], retrieval_mrr=m['retrieval_mrr'], probes=m['probes'])
         if plan_goals:
             p = plan_run(tc.out, ks=(4,), episodes=plan_goals, c=PlanConfig(samples=64, iters=3, elite=8), out=out, progress=progress)
-            summary['planning'] = p['k']
+            summary['planning'], summary['cost_rank'] = p['k'], p['cost_rank']
             with open(out / 'report.md', 'a') as f: f.write('\n## Planning (CEM, 64 samples x horizon 6 x 3 iterations)\n\n```\n' + format_planning(p) + '\n```\n')
             h = (out / 'report.html').read_text().replace('</body></html>', '<h2>Planning (CEM, 64 samples x horizon 6 x 3 iterations)</h2><pre>'
                                                          + format_planning(p) + '</pre></body></html>')
@@ -122,7 +122,7 @@ def iwm_demo(data: str = 'data/crafter',  # folder for recorded clips
         print(f"decoder, {s['decoder']['steps']} steps: held-out PSNR {r['decoded']['psnr']:.2f} dB (deterministic map "
               f"{r['deterministic']['psnr']:.2f}, mean frame {r['mean_frame']['psnr']:.2f}); imagined PSNR at h=1..{len(im['horizons'])}: "
               + ' '.join(f"{v:.1f}" for v in im['imagined']['psnr']) + f"; strip {s['decoder']['strip']}")
-    if 'planning' in s: print('planning toward held-out goals 4 steps ahead:\n' + format_planning(dict(k=s['planning'])))
+    if 'planning' in s: print('planning toward held-out goals 4 steps ahead:\n' + format_planning(dict(k=s['planning'], cost_rank=s.get('cost_rank', {}))))
     if 'eval' in s: print(f"report: {s['eval']['report']}")
     print(f"wrote {s['sheet']} and {Path(out) / 'summary.json'} in {s['seconds']} s")
 
@@ -147,7 +147,7 @@ def run_reference(out='runs/reference', data='data/reference', episodes: int = 4
     p = plan_run(tc.out, data=data / 'held', ks=(4, 8), episodes=goals, out=out, progress=progress)
     summary = dict(config=config, train_steps=tr.step, decoder_steps=dtr.step, minutes=dict(world=train_minutes, decoder=decoder_minutes),
                    eval={k: m[k] for k in ('windows', 'moving_share', 'ratios', 'retrieval_mrr', 'probes', 'decoded') if k in m},
-                   planning=p['k'], seconds=round(time.time() - t0, 1))
+                   planning=p['k'], cost_rank=p['cost_rank'], seconds=round(time.time() - t0, 1))
     (out / 'summary.json').write_text(json.dumps(summary, indent=2))
     return summary
 
@@ -162,5 +162,5 @@ def iwm_reproduce(out: str = 'runs/reference',  # run folder
     print(f"{s['config']}: {s['train_steps']} world-model steps, {s['decoder_steps']} decoder steps")
     print(f"L1 / copy-last at h=1: {r['model/copy_last_all'][0]:.3f} (moving {r['model/copy_last_moving'][0]:.3f}); "
           f"shuffled / true at h=4: {r['shuffled/model_all'][3]:.3f}")
-    print(format_planning(dict(k=s['planning'])))
+    print(format_planning(dict(k=s['planning'], cost_rank=s['cost_rank'])))
     print(f"wrote {Path(out) / 'summary.json'} and {Path(out) / 'report.html'}")

@@ -22,7 +22,7 @@ from .evaluate import eval_clips
 
 # %% auto #0
 __all__ = ['PLAN_ACTIONS', 'METHODS', 'model_frame', 'PlanConfig', 'CEMPlanner', 'Goal', 'goals', 'ReplayMismatch', 'reach_state',
-           'pursue', 'plan_run', 'format_planning', 'iwm_plan']
+           'pursue', 'cost_rank', 'plan_run', 'format_planning', 'iwm_plan']
 
 # %% ../nbs/41_planning.ipynb #c44af795
 def model_frame(obs: np.ndarray, size: int = 64) -> torch.Tensor:
@@ -181,6 +181,24 @@ def pursue(goal: Goal, method: str, world: WorldModel | None = None, planner: CE
     return dict(success=False, steps=step + 1, plan_s=float(np.mean(times)))
 
 # %% ../nbs/41_planning.ipynb #5322d32c
+@torch.no_grad()
+def cost_rank(goal: Goal, world: WorldModel, planner: CEMPlanner, n: int = 256, seed: int = 0, z_goal: torch.Tensor | None = None) -> float:
+    "Share of `n` random sequences of the planner's actions that the imagined cost ranks above the recorded actions toward `goal` (ties half)."
+    ctx, size, dev = world.cfg.context, world.cfg.img_size, next(world.parameters()).device
+    lines = torch.from_numpy(actions_from_jsonl(goal.clip.with_suffix('.jsonl'))).float().to(dev)  # (T, 28)
+    frames = torch.from_numpy(read_frames(goal.clip, size, start=goal.t, stop=goal.t + goal.k + 1)).permute(0, 3, 1, 2).to(dev)
+    if z_goal is None: z_goal = world.forward_target(frames[None, -1:])[:, 0]  # (1, N, D)
+    g = torch.Generator().manual_seed(seed)
+    rand = planner.vectors[torch.randint(len(planner.vectors), (n, goal.k), generator=g).to(dev)]  # (n, k, 28)
+    seqs = torch.cat([lines[goal.t:goal.t + goal.k][None], rand])  # (1 + n, k, 28): the recorded actions first
+    acts = torch.cat([lines[goal.t - ctx + 1:goal.t][None].expand(n + 1, -1, -1), seqs], 1)  # (1 + n, 24 + k, 28)
+    z, lat = world.encode(frames[:1]).expand(n + 1, -1, -1), []
+    for j in range(goal.k):
+        z = world.step(z, acts[:, j:j + ctx]); lat.append(z)
+    cost = planner.costs(torch.stack(lat, 1), z_goal).cpu()
+    return float(((cost[1:] < cost[0]).sum() + 0.5 * (cost[1:] == cost[0]).sum()) / n)
+
+# %% ../nbs/41_planning.ipynb #8b35699e
 def plan_run(run, data=None, ks=(4, 8), episodes: int = 50, c: PlanConfig = PlanConfig(), methods=METHODS, out=None,
              device=None, seed: int = 0, progress: bool = True) -> dict:
     "Success rates of CEM and the baselines on `episodes` held-out goals per k; writes `planning.json` to `out`."
@@ -189,13 +207,15 @@ def plan_run(run, data=None, ks=(4, 8), episodes: int = 50, c: PlanConfig = Plan
     world = load_run(run, device)
     planner = CEMPlanner(world, c)
     _, clips = eval_clips(run, data)
-    res = dict(config=asdict(c), clips=[Path(p).stem for p in clips], k={})
+    res = dict(config=asdict(c), clips=[Path(p).stem for p in clips], k={}, cost_rank={})
     for k in ks:
         gs = goals(clips, k, episodes, context=world.cfg.context, seed=seed)
         if not gs: raise ValueError(f"no goals {k} steps ahead in {len(clips)} clips with ground truth")
-        rows = {m: [] for m in methods}
+        rows, ranks = {m: [] for m in methods}, []
         for i, g in enumerate(tqdm(gs, desc=f'plan k={k}', disable=not progress)):
             for m in methods: rows[m].append(pursue(g, m, world, planner, seed=seed + i))
+            ranks.append(cost_rank(g, world, planner, seed=seed + i))
+        res['cost_rank'][str(k)] = dict(goals=len(ranks), mean=float(np.mean(ranks)), median=float(np.median(ranks)))
         res['k'][str(k)] = {m: dict(goals=len(v), success=float(np.mean([r['success'] for r in v])),
                                     steps=float(np.mean([r['steps'] for r in v if r['success']])) if any(r['success'] for r in v) else float('nan'),
                                     plan_s_per_action=float(np.mean([r['plan_s'] for r in v])))
@@ -209,6 +229,8 @@ def format_planning(res: dict) -> str:
     for k, d in res['k'].items():
         for m, r in d.items():
             lines.append(f"{k:>3} {m:<14}{r['goals']:>6}{r['success']:>9.0%}{r['steps']:>7.2f}{r['plan_s_per_action']:>10.4f}")
+    for k, r in res.get('cost_rank', {}).items():
+        lines.append(f"k={k}: random sequences ranked above the recorded actions by the imagined cost: mean {r['mean']:.0%}, median {r['median']:.0%}")
     return '\n'.join(lines)
 
 # %% ../nbs/41_planning.ipynb #841f5b18

@@ -27,6 +27,7 @@ def _check(tmp_path, episodes):
     m = json.loads((tmp_path / 'run/metrics.json').read_text())
     assert all(math.isfinite(n) for n in _numbers({k: m[k] for k in ('l1', 'cos', 'retrieval_mrr', 'decoded')}))
     assert s['planning']['4']['replay']['success'] == 1.0 and (tmp_path / 'run/planning.json').exists()
+    assert 0 <= s['cost_rank']['4']['mean'] <= 1 and s['cost_rank']['4']['goals'] == s['planning']['4']['cem']['goals']
     assert 'Planning' in (tmp_path / 'run/report.html').read_text()
     nums = _numbers({k: s[k] for k in ('train', 'decoder')})
     assert len(nums) > 50 and all(math.isfinite(n) for n in nums)
