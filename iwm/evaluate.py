@@ -331,6 +331,10 @@ def evaluate_run(run, data=None, out=None, horizon: int = 16, windows: int = 256
     if m['probes']:
         keys = list(m['probes']['trained'])
         blocks += [('h', 'Linear probes'), ('table', ['latents'] + keys, [[k] + [v.get(x, float('nan')) for x in keys] for k, v in m['probes'].items()])]
+        if not world.encoder_trains:
+            blocks += [('p', "This model's encoder is fixed at its random initialisation (`encoder_lr=0`), so its target latents are the random "
+                             "encoder's and those two rows agree by construction; the predicted row shows how much of the next frame's "
+                             "ground truth the imagined latents keep.")]
     dec_dir = Path(run) / 'decoder'
     if (dec_dir / 'config.json').exists():
         dec = load_decoder(run, device)
