@@ -16,7 +16,7 @@ from fastcore.script import call_parse
 from .actions import actions_from_jsonl, describe_action
 from .video import read_frames
 from .crafter import record, crafter_action, CRAFTER_ACTIONS
-from .data import ClipWindows
+from .data import ClipWindows, find_clips
 import torch
 from torch.utils.data import default_collate
 from .train import Trainer, TrainConfig, plot_metrics, read_metrics
@@ -129,7 +129,8 @@ def iwm_demo(data: str = 'data/crafter',  # folder for recorded clips
 # %% ../nbs/90_demo.ipynb #755939b9
 def run_reference(out='runs/reference', data='data/reference', episodes: int = 48, held_episodes: int = 8, steps: int = 500,
                   config: str | None = None, train_minutes: float = 60.0, decoder_minutes: float = 20.0, batch: int = 32,
-                  goals: int = 50, progress: bool = True) -> dict:
+                  goals: int = 50, plan: PlanConfig = PlanConfig(), decoder_windows: int = 64, eval_windows: int = 256,
+                  progress: bool = True) -> dict:
     "Record, train the world model and decoder, evaluate and plan on held-out seeds; returns and writes the summary."
     import torch
     t0, out, data = time.time(), Path(out), Path(data)
@@ -143,9 +144,11 @@ def run_reference(out='runs/reference', data='data/reference', episodes: int = 4
     dc = TrainConfig(stage='decoder', world=tc.out, data=str(data / 'train'), out=str(runs['world'] / 'decoder'), steps=10 ** 6,
                      minutes=decoder_minutes, batch=batch, eval_every=200, ckpt_every=500, log_every=20)
     dtr = Trainer(dc, resume=True); dtr.fit(); plot_metrics(dc.out)
-    m = evaluate_run(tc.out, data=data / 'held', out=out)
-    p = plan_run(tc.out, data=data / 'held', ks=(4, 8), episodes=goals, out=out, progress=progress)
+    dec = decoder_report(tr.model.eval(), dtr.model.eval(), tr.train_clips, find_clips(data / 'held'), out, windows=decoder_windows)  # beside its baselines
+    m = evaluate_run(tc.out, data=data / 'held', out=out, windows=eval_windows)
+    p = plan_run(tc.out, data=data / 'held', ks=(4, 8), episodes=goals, c=plan, out=out, progress=progress)
     summary = dict(config=config, train_steps=tr.step, decoder_steps=dtr.step, minutes=dict(world=train_minutes, decoder=decoder_minutes),
+                   decoder={k: dec[k] for k in ('windows', 'reconstruction', 'strip')},
                    eval={k: m[k] for k in ('windows', 'moving_share', 'ratios', 'retrieval_mrr', 'probes', 'decoded') if k in m},
                    planning=p['k'], cost_rank=p['cost_rank'], seconds=round(time.time() - t0, 1))
     (out / 'summary.json').write_text(json.dumps(summary, indent=2))
@@ -162,5 +165,8 @@ def iwm_reproduce(out: str = 'runs/reference',  # run folder
     print(f"{s['config']}: {s['train_steps']} world-model steps, {s['decoder_steps']} decoder steps")
     print(f"L1 / copy-last at h=1: {r['model/copy_last_all'][0]:.3f} (moving {r['model/copy_last_moving'][0]:.3f}); "
           f"shuffled / true at h=4: {r['shuffled/model_all'][3]:.3f}")
+    rec = s['decoder']['reconstruction']
+    print(f"decoded real latents: PSNR {rec['decoded']['psnr']:.2f} dB (deterministic map {rec['deterministic']['psnr']:.2f}, "
+          f"mean frame {rec['mean_frame']['psnr']:.2f})")
     print(format_planning(dict(k=s['planning'], cost_rank=s['cost_rank'])))
     print(f"wrote {Path(out) / 'summary.json'} and {Path(out) / 'report.html'}")

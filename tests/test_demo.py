@@ -52,3 +52,23 @@ def test_iwm_demo_default_job(tmp_path):
                        capture_output=True, text=True, timeout=1200)
     assert r.returncode == 0, r.stderr[-2000:]
     _check(tmp_path, 8)
+
+
+def test_reference_shortened(tmp_path):
+    "`make reproduce`'s job at toy sizes: goals and scores on held-out seeds only, every part of the summary there and finite."
+    from iwm.demo import run_reference
+    from iwm.planning import PlanConfig
+    s = run_reference(tmp_path / 'run', tmp_path / 'data', episodes=2, held_episodes=1, steps=60, config='tiny', train_minutes=0.1,
+                      decoder_minutes=0.1, batch=4, goals=2, plan=PlanConfig(samples=8, iters=1, elite=2), decoder_windows=2,
+                      eval_windows=8, progress=False)
+    assert json.loads((tmp_path / 'run/summary.json').read_text()) == json.loads(json.dumps(s))
+    assert s['train_steps'] > 0 and s['decoder_steps'] > 0 and s['config'] == 'tiny'
+    plan = json.loads((tmp_path / 'run/planning.json').read_text())
+    assert plan['clips'] == ['crafter-s1-0000']  # the held-out seed, never trained on
+    assert {k: s['planning'][k]['replay']['success'] for k in ('4', '8')} == {'4': 1.0, '8': 1.0}
+    rec = s['decoder']['reconstruction']
+    assert set(rec) == {'decoded', 'deterministic', 'mean_frame'} and s['decoder']['windows'] == 2
+    nums = _numbers([rec, s['cost_rank'], s['eval']['ratios']['model/copy_last_all'], s['eval']['retrieval_mrr']])
+    assert len(nums) > 10 and all(math.isfinite(n) for n in nums)
+    for f in ('strip.png', 'latent_error.png', 'model/loss.png', 'model/decoder/loss.png'):
+        assert (tmp_path / 'run' / f).read_bytes()[:4] == b'\x89PNG', f
