@@ -44,6 +44,7 @@ class PlanConfig:
     cost: str = 'min'  # 'min' over the imagined steps, or 'last'
     actions: tuple = PLAN_ACTIONS
     share_prefixes: bool = True  # imagine each distinct prefix of the sampled sequences once per plan
+    warm: float = 0.2  # share of uniform mixed into the previous plan's shifted distribution to start the next (1: every plan starts uniform)
 
 class CEMPlanner:
     "Cross-entropy-method planning over discrete action sequences in a world model's latent space."
@@ -95,10 +96,11 @@ class CEMPlanner:
         return d.min(1).values if self.c.cost == 'min' else d[:, -1]
 
     @torch.no_grad()
-    def plan(self, z: torch.Tensor, history: torch.Tensor, goal: torch.Tensor, generator: torch.Generator | None = None) -> tuple[torch.Tensor, float]:
-        "The best sequence (H,) of action indices found, and its cost."
+    def plan(self, z: torch.Tensor, history: torch.Tensor, goal: torch.Tensor, generator: torch.Generator | None = None,
+             init: torch.Tensor | None = None) -> tuple[torch.Tensor, float]:
+        "The best sequence (H,) of action indices found, and its cost; CEM starts from `init` (H, A), by default uniform."
         c, A = self.c, len(self.vectors)
-        probs = torch.full((c.horizon, A), 1.0 / A)
+        probs = torch.full((c.horizon, A), 1.0 / A) if init is None else init.clone()
         best, best_cost, cache = None, float('inf'), {}  # the cache keeps every imagined prefix across iterations
         for _ in range(c.iters):
             seqs = torch.multinomial(probs, c.samples, replacement=True, generator=generator).T  # (S, H)
@@ -108,7 +110,14 @@ class CEMPlanner:
             elite = seqs[order[:c.elite]]  # (E, H)
             freq = torch.nn.functional.one_hot(elite, A).float().mean(0)  # (H, A)
             probs = (1 - c.floor) * freq + c.floor / A
+        self.probs = probs  # the last refit, for `shifted`
         return best, best_cost
+
+    def shifted(self) -> torch.Tensor:
+        "Where the next step's plan starts (receding horizon): the last plan's distribution one step on, a uniform step appended, mixed with `warm` uniform."
+        A = len(self.vectors)
+        nxt = torch.cat([self.probs[1:], torch.full((1, A), 1.0 / A)])  # (H, A)
+        return (1 - self.c.warm) * nxt + self.c.warm / A
 
 # %% ../nbs/41_planning.ipynb #24602c8c
 @dataclass
@@ -146,7 +155,7 @@ def reach_state(clip, t: int):
         raise ReplayMismatch(f"{clip}: replaying {t} recorded actions did not reproduce frame {t}")
     return env, obs, names
 
-# %% ../nbs/41_planning.ipynb #49ee0176
+# %% ../nbs/41_planning.ipynb #f063f5d7
 METHODS = ('cem', 'random', 'random_moves', 'replay')
 
 @torch.no_grad()
@@ -167,7 +176,8 @@ def pursue(goal: Goal, method: str, world: WorldModel | None = None, planner: CE
     for step in range(2 * goal.k):
         t0 = time.perf_counter()
         if method == 'cem':
-            seq, _ = planner.plan(world.encode(model_frame(obs, size)[None].to(dev)), history, z_goal, generator=g)
+            seq, _ = planner.plan(world.encode(model_frame(obs, size)[None].to(dev)), history, z_goal, generator=g,
+                                  init=planner.shifted() if step else None)  # warm-started after the first step
             a = CRAFTER_ACTIONS.index(planner.c.actions[int(seq[0])])
         elif method == 'random': a = int(rng.integers(len(CRAFTER_ACTIONS)))
         elif method == 'random_moves': a = CRAFTER_ACTIONS.index(list(MOVES)[rng.integers(4)])
