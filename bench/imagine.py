@@ -4,7 +4,8 @@ The whole argument for a latent world model is that imagining (and so planning) 
 cheaper than generating pixels. In one run, on one world model and its decoder: time per imagined latent
 step (`WorldModel.step`: conditioner + predictor on B trajectories), and time per decoded frame of those
 B trajectories (`Decoder.decode`, DDIM with the decoder's default 20 steps). The ratio is the cost of a
-pixel frame in latent steps. Goal: latent at least 100x cheaper at batch 1 and at batch 16.
+pixel frame in latent steps; beside it, the ratio of the two calls' FLOPs (torch's count of matrix
+multiplies and attention), which no machine's overheads change. Goal: latent at least 100x cheaper at batch 1 and at batch 16.
 
 Weights do not change the cost, so without --run the models are freshly initialised at the config's sizes.
 
@@ -12,6 +13,7 @@ Weights do not change the cost, so without --run the models are freshly initiali
 """
 import argparse, time
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 from iwm.decoder import Decoder
 from iwm.models.world_model import WorldModel
 from iwm.train import load_decoder, load_run
@@ -27,6 +29,12 @@ def timed(fn, reps: int, device) -> float:
         if device.type == 'cuda': torch.cuda.synchronize()
         ts.append(time.perf_counter() - t0)
     return sorted(ts)[len(ts) // 2]
+
+
+def flops(fn) -> int:
+    "Floating-point operations of one call of `fn` (matrix multiplies and attention, as torch counts them)."
+    with FlopCounterMode(display=False) as fc: fn()  # outside inference mode: the counter's module hooks need ordinary tensors
+    return fc.get_total_flops()
 
 
 def main():
@@ -45,7 +53,10 @@ def main():
     c, steps = wm.cfg, a.sampler_steps or dec.cfg.sample_steps
     print(f"device: {name}; world model {c.name} ({c.tokens} tokens x {c.dim}); decoder {dec.cfg.name}, "
           f"{sum(p.numel() for p in dec.parameters()) / 1e6:.1f}M params, {dec.cfg.sampler} with {steps} steps; fp32")
-    ratios = {}
+    ratios, counts = {}, {}
+    for B in a.batches:
+        zf, af = torch.randn(B, c.tokens, c.dim, device=device), torch.randn(B, c.context, c.action_dim, device=device)
+        counts[B] = flops(lambda: wm.step(zf, af)), flops(lambda: dec.decode(zf, steps=steps))
     with torch.inference_mode():
         for B in a.batches:
             z = torch.randn(B, c.tokens, c.dim, device=device)
@@ -53,8 +64,10 @@ def main():
             t_latent = timed(lambda: wm.step(z, acts), a.reps, device)
             t_frame = timed(lambda: dec.decode(z, steps=steps), max(3, a.reps // 4), device)
             ratios[B] = t_frame / t_latent
+            f_latent, f_frame = counts[B]
             print(f"batch {B:>3}: latent step {t_latent * 1e3:9.3f} ms  |  decoded frame {t_frame * 1e3:10.1f} ms  "
-                  f"|  decoded / latent (baseline: a decoded frame) = {ratios[B]:7.1f}x")
+                  f"|  decoded / latent (baseline: a decoded frame) = {ratios[B]:7.1f}x  "
+                  f"|  FLOPs {f_latent / B / 1e6:.0f}M vs {f_frame / B / 1e6:.0f}M per trajectory, {f_frame / f_latent:.1f}x")
     worst = min(ratios.values())
     print(f"latent imagination is {worst:.0f}x cheaper than decoding at worst (goal >= 100x): {'met' if worst >= 100 else 'NOT met'}")
 

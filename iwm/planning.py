@@ -22,7 +22,7 @@ from .evaluate import eval_clips
 
 # %% auto #0
 __all__ = ['PLAN_ACTIONS', 'METHODS', 'model_frame', 'PlanConfig', 'CEMPlanner', 'Goal', 'goals', 'ReplayMismatch', 'reach_state',
-           'pursue', 'cost_rank', 'plan_run', 'format_planning', 'iwm_plan']
+           'pursue', 'cost_rank', 'cost_check', 'plan_run', 'format_planning', 'iwm_plan']
 
 # %% ../nbs/41_planning.ipynb #c44af795
 def model_frame(obs: np.ndarray, size: int = 64) -> torch.Tensor:
@@ -209,23 +209,59 @@ def cost_rank(goal: Goal, world: WorldModel, planner: CEMPlanner, n: int = 256, 
     return float(((cost[1:] < cost[0]).sum() + 0.5 * (cost[1:] == cost[0]).sum()) / n)
 
 # %% ../nbs/41_planning.ipynb #8b35699e
+@torch.no_grad()
+def cost_check(goal: Goal, world: WorldModel, planner: CEMPlanner, n: int = 63, seed: int = 0) -> dict:
+    "Whether the cost's first choice among the recorded and `n` random sequences reaches `goal`: on real frames (`real`) and imagined (`imagined`); `reach`: share that reach it."
+    import copy
+    ctx, size, dev = world.cfg.context, world.cfg.img_size, next(world.parameters()).device
+    tr = load_truth(goal.clip); target = _state(tr, goal.t + goal.k)
+    env, obs, names = reach_state(goal.clip, goal.t)
+    rng = np.random.default_rng(seed)
+    own = [CRAFTER_ACTIONS.index(a) for a in planner.c.actions]
+    seqs = [[CRAFTER_ACTIONS.index(a) for a in names[goal.t:goal.t + goal.k]]] + [list(rng.choice(own, goal.k)) for _ in range(n)]
+    hits, frames = [], []
+    for seq in seqs:  # each sequence in its own copy of the game
+        e, hit, fr = copy.deepcopy(env), [], []
+        for a in seq:
+            o, *_ = e.step(int(a))
+            fr.append(model_frame(o, size)); hit.append(tuple(e._player.pos) + tuple(e._player.facing) == target)
+        hits.append(any(hit) if planner.c.cost == 'min' else hit[-1]); frames.append(torch.stack(fr))
+    hits = torch.tensor(hits)
+    goal_frame = torch.from_numpy(read_frames(goal.clip, size, start=goal.t + goal.k, stop=goal.t + goal.k + 1)[0]).permute(2, 0, 1)
+    z_goal = world.forward_target(goal_frame[None, None].to(dev))[:, 0]  # (1, N, D)
+    real = torch.cat([world.forward_target(torch.stack(frames[i:i + 64]).to(dev)) for i in range(0, len(seqs), 64)])  # (S, k, N, D)
+    vectors = torch.from_numpy(crafter_action_vectors()).float().to(dev)
+    hist = torch.from_numpy(actions_from_jsonl(goal.clip.with_suffix('.jsonl'))[goal.t - ctx + 1:goal.t]).float().to(dev)
+    acts = torch.cat([hist[None].expand(len(seqs), -1, -1), vectors[torch.tensor(seqs, device=dev)]], 1)  # (S, 24 + k, 28)
+    z, lat = world.encode(model_frame(obs, size)[None].to(dev)).expand(len(seqs), -1, -1), []
+    for j in range(goal.k):
+        z = world.step(z, acts[:, j:j + ctx]); lat.append(z)
+    def first_choice(cost):  # share of the cost's minimisers that reach the goal
+        best = cost == cost.min()
+        return float(hits[best].float().mean())
+    return dict(reach=float(hits.float().mean()), real=first_choice(planner.costs(real, z_goal).cpu()),
+                imagined=first_choice(planner.costs(torch.stack(lat, 1), z_goal).cpu()))
+
+# %% ../nbs/41_planning.ipynb #841f5b18
 def plan_run(run, data=None, ks=(4, 8), episodes: int = 50, c: PlanConfig = PlanConfig(), methods=METHODS, out=None,
-             device=None, seed: int = 0, progress: bool = True) -> dict:
-    "Success rates of CEM and the baselines on `episodes` held-out goals per k; writes `planning.json` to `out`."
+             device=None, seed: int = 0, progress: bool = True, check: int = 0) -> dict:
+    "Success rates of CEM and the baselines on `episodes` held-out goals per k (and `cost_check` with `check` random sequences, if > 0); writes `planning.json` to `out`."
     from tqdm.auto import tqdm
     device = torch.device(device or ('cuda' if torch.cuda.is_available() else 'cpu'))
     world = load_run(run, device)
     planner = CEMPlanner(world, c)
     _, clips = eval_clips(run, data)
-    res = dict(config=asdict(c), clips=[Path(p).stem for p in clips], k={}, cost_rank={})
+    res = dict(config=asdict(c), clips=[Path(p).stem for p in clips], k={}, cost_rank={}, cost_check={})
     for k in ks:
         gs = goals(clips, k, episodes, context=world.cfg.context, seed=seed)
         if not gs: raise ValueError(f"no goals {k} steps ahead in {len(clips)} clips with ground truth")
-        rows, ranks = {m: [] for m in methods}, []
+        rows, ranks, checks = {m: [] for m in methods}, [], []
         for i, g in enumerate(tqdm(gs, desc=f'plan k={k}', disable=not progress)):
             for m in methods: rows[m].append(pursue(g, m, world, planner, seed=seed + i))
             ranks.append(cost_rank(g, world, planner, seed=seed + i))
+            if check: checks.append(cost_check(g, world, planner, n=check, seed=seed + i))
         res['cost_rank'][str(k)] = dict(goals=len(ranks), mean=float(np.mean(ranks)), median=float(np.median(ranks)))
+        if checks: res['cost_check'][str(k)] = dict(goals=len(checks), sequences=check + 1, **{q: float(np.mean([r[q] for r in checks])) for q in ('reach', 'real', 'imagined')})
         res['k'][str(k)] = {m: dict(goals=len(v), success=float(np.mean([r['success'] for r in v])),
                                     steps=float(np.mean([r['steps'] for r in v if r['success']])) if any(r['success'] for r in v) else float('nan'),
                                     plan_s_per_action=float(np.mean([r['plan_s'] for r in v])))
@@ -241,20 +277,28 @@ def format_planning(res: dict) -> str:
             lines.append(f"{k:>3} {m:<14}{r['goals']:>6}{r['success']:>9.0%}{r['steps']:>7.2f}{r['plan_s_per_action']:>10.4f}")
     for k, r in res.get('cost_rank', {}).items():
         lines.append(f"k={k}: random sequences ranked above the recorded actions by the imagined cost: mean {r['mean']:.0%}, median {r['median']:.0%}")
+    for k, r in res.get('cost_check', {}).items():
+        lines.append(f"k={k}: the cost's first choice of {r['sequences']} sequences reaches the goal: on real frames {r['real']:.0%}, imagined {r['imagined']:.0%} "
+                     f"(a random one: {r['reach']:.0%})")
     return '\n'.join(lines)
 
-# %% ../nbs/41_planning.ipynb #841f5b18
+# %% ../nbs/41_planning.ipynb #b883cb40
 @call_parse
 def iwm_plan(run: str = None,  # a trained run folder
              data: str = None,  # clips with Crafter ground truth to take goals from (default: the run's held-out clips)
              episodes: int = 50,  # goals per k
              ks: str = '4,8',  # steps ahead of the goals, comma-separated
              samples: int = 256, horizon: int = 6, iters: int = 4, elite: int = 32,
+             warm: float = 0.2,  # share of uniform mixed into the previous plan's shifted distribution (1: every plan starts uniform)
+             actions: str = ','.join(PLAN_ACTIONS),  # the Crafter actions CEM chooses among, comma-separated
+             check: int = 0,  # random sequences per goal for `cost_check` (0: no check)
              out: str = None,  # folder for planning.json (default RUN/eval)
              seed: int = 0):
     "Plan toward held-out goal frames in latent space with CEM, in the live Crafter game, beside random and replayed actions."
     if not run: raise SystemExit("iwm-plan: --run RUN is required (a trained run folder)")
-    c = PlanConfig(horizon=horizon, samples=samples, iters=iters, elite=elite)
-    try: res = plan_run(run, data, tuple(int(k) for k in ks.split(',')), episodes, c, out=out or Path(run) / 'eval', seed=seed)
+    names = tuple(a.strip() for a in actions.split(','))
+    if bad := [a for a in names if a not in CRAFTER_ACTIONS]: raise SystemExit(f"iwm-plan: --actions: {bad} are not Crafter actions {CRAFTER_ACTIONS}")
+    c = PlanConfig(horizon=horizon, samples=samples, iters=iters, elite=elite, warm=warm, actions=names)
+    try: res = plan_run(run, data, tuple(int(k) for k in ks.split(',')), episodes, c, out=out or Path(run) / 'eval', seed=seed, check=check)
     except (FileNotFoundError, ValueError) as e: raise SystemExit(f"iwm-plan: {e}")
     print(format_planning(res))
