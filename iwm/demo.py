@@ -15,7 +15,7 @@ import matplotlib.pyplot as plt
 from fastcore.script import call_parse
 from .actions import actions_from_jsonl, describe_action
 from .video import read_frames
-from .crafter import record, crafter_action, CRAFTER_ACTIONS
+from .crafter import record, crafter_action, CRAFTER_ACTIONS, MOVES
 from .data import ClipWindows, find_clips
 import torch
 from torch.utils.data import default_collate
@@ -92,10 +92,12 @@ def run_demo(data='data/crafter', out='runs/demo', episodes: int = 8, steps: int
         summary['eval'] = dict(report=str(out / 'report.html'), windows=m['windows'], moving_share=m['moving_share'],
                                ratios=m['ratios'], retrieval_mrr=m['retrieval_mrr'], probes=m['probes'])
         if plan_goals:
-            p = plan_run(tc.out, ks=(4,), episodes=plan_goals, c=PlanConfig(samples=64, iters=3, elite=8), out=out, progress=progress)
+            pc = PlanConfig(samples=64, iters=3, elite=8, actions=tuple(MOVES))
+            p = plan_run(tc.out, ks=(4,), episodes=plan_goals, c=pc, out=out, progress=progress)
             summary['planning'], summary['cost_rank'] = p['k'], p['cost_rank']
-            with open(out / 'report.md', 'a') as f: f.write('\n## Planning (CEM, 64 samples x horizon 6 x 3 iterations)\n\n```\n' + format_planning(p) + '\n```\n')
-            h = (out / 'report.html').read_text().replace('</body></html>', '<h2>Planning (CEM, 64 samples x horizon 6 x 3 iterations)</h2><pre>'
+            title = f"Planning (CEM over the 4 moves, {pc.samples} samples x horizon {pc.horizon} x {pc.iters} iterations, warm-started)"
+            with open(out / 'report.md', 'a') as f: f.write(f'\n## {title}\n\n```\n' + format_planning(p) + '\n```\n')
+            h = (out / 'report.html').read_text().replace('</body></html>', f'<h2>{title}</h2><pre>'
                                                          + format_planning(p) + '</pre></body></html>')
             (out / 'report.html').write_text(h)
     summary['seconds'] = round(time.time() - t0, 1)
@@ -129,8 +131,8 @@ def iwm_demo(data: str = 'data/crafter',  # folder for recorded clips
 # %% ../nbs/90_demo.ipynb #755939b9
 def run_reference(out='runs/reference', data='data/reference', episodes: int = 48, held_episodes: int = 8, steps: int = 500,
                   config: str | None = None, train_minutes: float = 60.0, decoder_minutes: float = 20.0, batch: int = 32,
-                  goals: int = 50, plan: PlanConfig = PlanConfig(), decoder_windows: int = 64, eval_windows: int = 256,
-                  progress: bool = True) -> dict:
+                  goals: int = 50, plan: PlanConfig = PlanConfig(actions=tuple(MOVES)), decoder_windows: int = 64, eval_windows: int = 256,
+                  check: int = 63, progress: bool = True) -> dict:
     "Record, train the world model and decoder, evaluate and plan on held-out seeds; returns and writes the summary."
     import torch
     t0, out, data = time.time(), Path(out), Path(data)
@@ -146,11 +148,11 @@ def run_reference(out='runs/reference', data='data/reference', episodes: int = 4
     dtr = Trainer(dc, resume=True); dtr.fit(); plot_metrics(dc.out)
     dec = decoder_report(tr.model.eval(), dtr.model.eval(), tr.train_clips, find_clips(data / 'held'), out, windows=decoder_windows)  # beside its baselines
     m = evaluate_run(tc.out, data=data / 'held', out=out, windows=eval_windows)
-    p = plan_run(tc.out, data=data / 'held', ks=(4, 8), episodes=goals, c=plan, out=out, progress=progress)
+    p = plan_run(tc.out, data=data / 'held', ks=(4, 8), episodes=goals, c=plan, out=out, progress=progress, check=check)
     summary = dict(config=config, train_steps=tr.step, decoder_steps=dtr.step, minutes=dict(world=train_minutes, decoder=decoder_minutes),
                    decoder={k: dec[k] for k in ('windows', 'reconstruction', 'strip')},
                    eval={k: m[k] for k in ('windows', 'moving_share', 'ratios', 'retrieval_mrr', 'probes', 'decoded') if k in m},
-                   planning=p['k'], cost_rank=p['cost_rank'], seconds=round(time.time() - t0, 1))
+                   planning=p['k'], cost_rank=p['cost_rank'], cost_check=p['cost_check'], seconds=round(time.time() - t0, 1))
     (out / 'summary.json').write_text(json.dumps(summary, indent=2))
     return summary
 
@@ -168,5 +170,5 @@ def iwm_reproduce(out: str = 'runs/reference',  # run folder
     rec = s['decoder']['reconstruction']
     print(f"decoded real latents: PSNR {rec['decoded']['psnr']:.2f} dB (deterministic map {rec['deterministic']['psnr']:.2f}, "
           f"mean frame {rec['mean_frame']['psnr']:.2f})")
-    print(format_planning(dict(k=s['planning'], cost_rank=s['cost_rank'])))
+    print(format_planning(dict(k=s['planning'], cost_rank=s['cost_rank'], cost_check=s['cost_check'])))
     print(f"wrote {Path(out) / 'summary.json'} and {Path(out) / 'report.html'}")

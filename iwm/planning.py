@@ -36,7 +36,7 @@ PLAN_ACTIONS = ('noop', 'move_left', 'move_right', 'move_up', 'move_down', 'do')
 @dataclass
 class PlanConfig:
     "Settings of the CEM planner."
-    horizon: int = 6
+    horizon: int = 4  # steps imagined per plan (the reference model plans better and 3x cheaper at 4 than at 6)
     samples: int = 256
     iters: int = 4
     elite: int = 32
@@ -288,7 +288,7 @@ def iwm_plan(run: str = None,  # a trained run folder
              data: str = None,  # clips with Crafter ground truth to take goals from (default: the run's held-out clips)
              episodes: int = 50,  # goals per k
              ks: str = '4,8',  # steps ahead of the goals, comma-separated
-             samples: int = 256, horizon: int = 6, iters: int = 4, elite: int = 32,
+             samples: int = 256, horizon: int = 4, iters: int = 4, elite: int = 32,
              warm: float = 0.2,  # share of uniform mixed into the previous plan's shifted distribution (1: every plan starts uniform)
              actions: str = ','.join(PLAN_ACTIONS),  # the Crafter actions CEM chooses among, comma-separated
              check: int = 0,  # random sequences per goal for `cost_check` (0: no check)

@@ -60,12 +60,13 @@ def test_reference_shortened(tmp_path):
     from iwm.planning import PlanConfig
     s = run_reference(tmp_path / 'run', tmp_path / 'data', episodes=2, held_episodes=1, steps=60, config='tiny', train_minutes=0.1,
                       decoder_minutes=0.1, batch=4, goals=2, plan=PlanConfig(samples=8, iters=1, elite=2), decoder_windows=2,
-                      eval_windows=8, progress=False)
+                      eval_windows=8, check=7, progress=False)
     assert json.loads((tmp_path / 'run/summary.json').read_text()) == json.loads(json.dumps(s))
     assert s['train_steps'] > 0 and s['decoder_steps'] > 0 and s['config'] == 'tiny'
     plan = json.loads((tmp_path / 'run/planning.json').read_text())
     assert plan['clips'] == ['crafter-s1-0000']  # the held-out seed, never trained on
     assert {k: s['planning'][k]['replay']['success'] for k in ('4', '8')} == {'4': 1.0, '8': 1.0}
+    assert set(s['cost_check']) == {'4', '8'} and all(0 <= s['cost_check'][k][q] <= 1 for k in ('4', '8') for q in ('reach', 'real', 'imagined'))
     rec = s['decoder']['reconstruction']
     assert set(rec) == {'decoded', 'deterministic', 'mean_frame'} and s['decoder']['windows'] == 2
     nums = _numbers([rec, s['cost_rank'], s['eval']['ratios']['model/copy_last_all'], s['eval']['retrieval_mrr']])
