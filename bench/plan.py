@@ -3,7 +3,7 @@
 In one run, on one world model, from real frames toward one real goal frame: `CEMPlanner.plan` with the
 reference budget (256 samples x horizon 6 x 4 iterations) imagining each distinct prefix of the sampled
 sequences once (`share_prefixes=True`) against rolling out all 256 samples separately (the baseline). Both
-give the same imagined latents. Then the receding-horizon case `pursue` runs: along the recorded trajectory,
+give the same imagined latents. Then receding-horizon control as `pursue` runs it: along the recorded trajectory,
 each plan after the first starts from the previous plan's shifted distribution (`init=planner.shifted()`),
 so its samples concentrate and share more prefixes. Goal (issue: plan time): at most 1 s per action on 2 CPU
 cores.
