@@ -6,7 +6,7 @@ Docs: https://iwm-project.github.io/iwm/planning.html.md"""
 
 # %% ../nbs/41_planning.ipynb #bb90853f
 from __future__ import annotations
-import json, time
+import copy, json, time
 from dataclasses import dataclass, asdict, field
 from pathlib import Path
 import av
@@ -21,8 +21,8 @@ from .video import read_frames
 from .evaluate import eval_clips
 
 # %% auto #0
-__all__ = ['PLAN_ACTIONS', 'METHODS', 'model_frame', 'PlanConfig', 'CEMPlanner', 'Goal', 'goals', 'ReplayMismatch', 'reach_state',
-           'pursue', 'cost_rank', 'cost_check', 'plan_run', 'format_planning', 'iwm_plan']
+__all__ = ['PLAN_ACTIONS', 'METHODS', 'model_frame', 'PlanConfig', 'CEMPlanner', 'Goal', 'goal_latent', 'goals', 'ReplayMismatch',
+           'reach_state', 'pursue', 'cost_rank', 'cost_check', 'plan_run', 'format_planning', 'iwm_plan']
 
 # %% ../nbs/41_planning.ipynb #c44af795
 def model_frame(obs: np.ndarray, size: int = 64) -> torch.Tensor:
@@ -129,6 +129,12 @@ class Goal:
 
 def _state(truth, t): return tuple(truth['pos'][t]) + tuple(truth['facing'][t])
 
+@torch.no_grad()
+def goal_latent(world: WorldModel, goal: Goal) -> torch.Tensor:
+    "The target latent (1, N, D) of `goal`'s recorded frame `t + k`: what planning toward it aims at."
+    f = torch.from_numpy(read_frames(goal.clip, world.cfg.img_size, start=goal.t + goal.k, stop=goal.t + goal.k + 1)[0]).permute(2, 0, 1)
+    return world.forward_target(f[None, None].to(next(world.parameters()).device))[:, 0]
+
 def goals(clips, k: int, n: int, context: int = 25, seed: int = 0) -> list[Goal]:
     "Up to `n` non-trivial goals `k` steps ahead, spread evenly over clips with ground truth."
     cands = []
@@ -170,8 +176,7 @@ def pursue(goal: Goal, method: str, world: WorldModel | None = None, planner: CE
     if method == 'cem':
         size, dev = world.cfg.img_size, next(world.parameters()).device
         history = torch.from_numpy(actions_from_jsonl(goal.clip.with_suffix('.jsonl'))[goal.t - world.cfg.context + 1:goal.t]).float()
-        goal_frame = torch.from_numpy(read_frames(goal.clip, size, start=goal.t + goal.k, stop=goal.t + goal.k + 1)[0]).permute(2, 0, 1)
-        z_goal = world.forward_target(goal_frame[None, None].to(dev))[:, 0]  # (1, N, D)
+        z_goal = goal_latent(world, goal)  # (1, N, D)
     times = []
     for step in range(2 * goal.k):
         t0 = time.perf_counter()
@@ -191,6 +196,14 @@ def pursue(goal: Goal, method: str, world: WorldModel | None = None, planner: CE
     return dict(success=False, steps=step + 1, plan_s=float(np.mean(times)))
 
 # %% ../nbs/41_planning.ipynb #5322d32c
+def _imagine_lines(world: WorldModel, z: torch.Tensor, acts: torch.Tensor) -> torch.Tensor:
+    "Latents (S, k, N, D) imagined from z_t (1, N, D) along S sequences of action lines (S, 24 + k, A), history first."
+    ctx, out = world.cfg.context, []
+    z = z.expand(len(acts), -1, -1)
+    for j in range(acts.shape[1] - ctx + 1):
+        z = world.step(z, acts[:, j:j + ctx]); out.append(z)
+    return torch.stack(out, 1)
+
 @torch.no_grad()
 def cost_rank(goal: Goal, world: WorldModel, planner: CEMPlanner, n: int = 256, seed: int = 0, z_goal: torch.Tensor | None = None) -> float:
     "Share of `n` random sequences of the planner's actions that the imagined cost ranks above the recorded actions toward `goal` (ties half)."
@@ -202,17 +215,13 @@ def cost_rank(goal: Goal, world: WorldModel, planner: CEMPlanner, n: int = 256, 
     rand = planner.vectors[torch.randint(len(planner.vectors), (n, goal.k), generator=g).to(dev)]  # (n, k, 28)
     seqs = torch.cat([lines[goal.t:goal.t + goal.k][None], rand])  # (1 + n, k, 28): the recorded actions first
     acts = torch.cat([lines[goal.t - ctx + 1:goal.t][None].expand(n + 1, -1, -1), seqs], 1)  # (1 + n, 24 + k, 28)
-    z, lat = world.encode(frames[:1]).expand(n + 1, -1, -1), []
-    for j in range(goal.k):
-        z = world.step(z, acts[:, j:j + ctx]); lat.append(z)
-    cost = planner.costs(torch.stack(lat, 1), z_goal).cpu()
+    cost = planner.costs(_imagine_lines(world, world.encode(frames[:1]), acts), z_goal).cpu()
     return float(((cost[1:] < cost[0]).sum() + 0.5 * (cost[1:] == cost[0]).sum()) / n)
 
 # %% ../nbs/41_planning.ipynb #8b35699e
 @torch.no_grad()
 def cost_check(goal: Goal, world: WorldModel, planner: CEMPlanner, n: int = 63, seed: int = 0) -> dict:
     "Whether the cost's first choice among the recorded and `n` random sequences reaches `goal`: on real frames (`real`) and imagined (`imagined`); `reach`: share that reach it."
-    import copy
     ctx, size, dev = world.cfg.context, world.cfg.img_size, next(world.parameters()).device
     tr = load_truth(goal.clip); target = _state(tr, goal.t + goal.k)
     env, obs, names = reach_state(goal.clip, goal.t)
@@ -227,20 +236,17 @@ def cost_check(goal: Goal, world: WorldModel, planner: CEMPlanner, n: int = 63, 
             fr.append(model_frame(o, size)); hit.append(tuple(e._player.pos) + tuple(e._player.facing) == target)
         hits.append(any(hit) if planner.c.cost == 'min' else hit[-1]); frames.append(torch.stack(fr))
     hits = torch.tensor(hits)
-    goal_frame = torch.from_numpy(read_frames(goal.clip, size, start=goal.t + goal.k, stop=goal.t + goal.k + 1)[0]).permute(2, 0, 1)
-    z_goal = world.forward_target(goal_frame[None, None].to(dev))[:, 0]  # (1, N, D)
+    z_goal = goal_latent(world, goal)  # (1, N, D)
     real = torch.cat([world.forward_target(torch.stack(frames[i:i + 64]).to(dev)) for i in range(0, len(seqs), 64)])  # (S, k, N, D)
     vectors = torch.from_numpy(crafter_action_vectors()).float().to(dev)
     hist = torch.from_numpy(actions_from_jsonl(goal.clip.with_suffix('.jsonl'))[goal.t - ctx + 1:goal.t]).float().to(dev)
     acts = torch.cat([hist[None].expand(len(seqs), -1, -1), vectors[torch.tensor(seqs, device=dev)]], 1)  # (S, 24 + k, 28)
-    z, lat = world.encode(model_frame(obs, size)[None].to(dev)).expand(len(seqs), -1, -1), []
-    for j in range(goal.k):
-        z = world.step(z, acts[:, j:j + ctx]); lat.append(z)
+    lat = _imagine_lines(world, world.encode(model_frame(obs, size)[None].to(dev)), acts)  # (S, k, N, D)
     def first_choice(cost):  # share of the cost's minimisers that reach the goal
         best = cost == cost.min()
         return float(hits[best].float().mean())
     return dict(reach=float(hits.float().mean()), real=first_choice(planner.costs(real, z_goal).cpu()),
-                imagined=first_choice(planner.costs(torch.stack(lat, 1), z_goal).cpu()))
+                imagined=first_choice(planner.costs(lat, z_goal).cpu()))
 
 # %% ../nbs/41_planning.ipynb #841f5b18
 def plan_run(run, data=None, ks=(4, 8), episodes: int = 50, c: PlanConfig = PlanConfig(), methods=METHODS, out=None,
