@@ -2,13 +2,14 @@
 
 In one run, on one world model, from real frames toward one real goal frame: `CEMPlanner.plan` with the
 reference budget (256 samples x horizon 6 x 4 iterations) imagining each distinct prefix of the sampled
-sequences once (`share_prefixes=True`) against rolling out all 256 samples separately (the baseline). Both
-give the same imagined latents. Then receding-horizon control as `pursue` runs it: along the recorded trajectory,
-each plan after the first starts from the previous plan's shifted distribution (`init=planner.shifted()`),
-so its samples concentrate and share more prefixes. Goal (issue: plan time): at most 1 s per action on 2 CPU
-cores.
+sequences once (`share_prefixes=True`, each window's action keys gathered from a table made once per plan)
+against rolling out all 256 samples separately (the baseline). Both give the same imagined latents. Then
+receding-horizon control as `pursue` runs it: along the recorded trajectory, the first plan starts from uniform
+and each plan after it from the previous plan's shifted distribution (`init=planner.shifted()`), so its samples
+concentrate and share more prefixes. Goal (issue: plan time): at most 1 s per action on 2 CPU cores, for the
+first plan of an episode as well as averaged over the loop.
 
-    python bench/plan.py [--config tiny] [--run RUN] [--plans 5] [--horizon 6]
+    python bench/plan.py [--config tiny] [--run RUN] [--plans 5] [--horizon 6] [--device cpu|cuda]
 """
 import argparse, tempfile, time
 from pathlib import Path
@@ -28,11 +29,13 @@ def main():
     ap.add_argument('--run', default=None, help='a trained run; default: a fresh model with a randomised predictor')
     ap.add_argument('--plans', type=int, default=5)
     ap.add_argument('--horizon', type=int, default=6)
+    ap.add_argument('--device', default='cpu', help="cpu (the goal's machine) or cuda")
     a = ap.parse_args()
     torch.manual_seed(0)
-    if a.run: world = load_run(a.run)
+    dev = torch.device(a.device)
+    if a.run: world = load_run(a.run, dev)
     else:
-        world = WorldModel(a.config).eval()
+        world = WorldModel(a.config).to(dev).eval()
         with torch.no_grad():  # an untrained predictor is exactly copy-last; randomise it so CEM has something to choose
             for p in world.predictor.parameters(): p.normal_(0, 0.02)
     size = world.cfg.img_size
@@ -43,9 +46,11 @@ def main():
         lines = actions_from_jsonl(mp4.with_suffix('.jsonl'))
         history = torch.from_numpy(lines[16:40]).float()
     with torch.no_grad():
+        frames = frames.to(dev)
         z, goal = world.encode(frames[40:41]), world.forward_target(frames[None, 48:49])[:, 0]
     c = PlanConfig(horizon=a.horizon)
-    print(f"device: CPU, {torch.get_num_threads()} threads; world model {world.cfg.name}; "
+    name = torch.cuda.get_device_name(dev) if dev.type == 'cuda' else f"CPU, {torch.get_num_threads()} threads"
+    print(f"device: {name}; world model {world.cfg.name}; "
           f"CEM {c.samples} samples x horizon {c.horizon} x {c.iters} iterations")
     res = {}
     for share in (False, True):
@@ -64,12 +69,14 @@ def main():
             hist_i = torch.from_numpy(lines[16 + i:40 + i]).float()
             t0 = time.perf_counter()
             pl.plan(zi, hist_i, goal, generator=torch.Generator().manual_seed(i), init=pl.shifted() if i else None)
-            if i: ts.append(time.perf_counter() - t0)
-    res['warm'] = float(np.median(ts))
+            ts.append(time.perf_counter() - t0)
+    res['warm'], res['loop'] = float(np.median(ts[1:])), float(np.mean(ts))
     print(f"{'prefix sharing, warm-started':<32} {res['warm']:7.3f} s per action")
+    print(f"{f'a loop of {len(ts)} plans (1st cold)':<32} {res['loop']:7.3f} s per action (its first plan {ts[0]:.3f} s)")
+    worst = max(res[True], res['loop'])
     print(f"prefix sharing is {res[False] / res[True]:.2f}x faster than rolling out every sample, warm-started "
-          f"{res[False] / res['warm']:.2f}x; {res['warm']:.2f} s per action in receding-horizon control "
-          f"(goal <= 1 s): {'met' if res['warm'] <= 1 else 'NOT met'}")
+          f"{res[False] / res['warm']:.2f}x; receding-horizon control {res['loop']:.2f} s per action, a plan from "
+          f"uniform {res[True]:.2f} s (goal <= 1 s): {'met' if worst <= 1 else 'NOT met'}")
 
 
 if __name__ == '__main__': main()

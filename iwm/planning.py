@@ -62,6 +62,9 @@ class CEMPlanner:
         A, ctx, hist = len(self.vectors), self.world.cfg.context, history.to(self.dev)
         if A ** H >= 2 ** 62: raise ValueError(f"{A} actions over horizon {H}: prefixes do not fit 64-bit codes")
         cache = {} if cache is None else cache  # depth k -> (sorted codes of the prefixes of length k+1 imagined so far, their latents)
+        if 'keys' not in cache:  # every history line and every action at every position of the window, projected once
+            cache['keys'] = self.world.action_keys(torch.cat([hist, self.vectors])[:, None].expand(-1, ctx, -1))  # (24+A, ctx, F)
+        table, pos = cache['keys'], torch.arange(ctx, device=self.dev)
         code, out = torch.zeros(S, dtype=torch.long, device=seqs.device), []
         for k in range(H):
             code = code * A + seqs[:, k]  # each sample's prefix of length k+1, as a number in base A
@@ -72,9 +75,10 @@ class CEMPlanner:
                 pkeys, plat = cache[k - 1] if k else (None, None)
                 parent = z.expand(len(new), -1, -1) if k == 0 else plat[torch.searchsorted(pkeys, new // A)]
                 digits = torch.stack([new // A ** (k - j) % A for j in range(k + 1)], 1)  # (P, k+1): the prefix's actions
-                lines = torch.cat([hist[None].expand(len(new), -1, -1), self.vectors[digits]], 1)[:, -ctx:]
+                rows = torch.cat([torch.arange(len(hist), device=self.dev).expand(len(new), -1), len(hist) + digits], 1)[:, -ctx:]
+                step = self.world.step(parent, keys=table[rows, pos])  # the window's lines, gathered from the table
                 keys, order = torch.cat([keys, new]).sort()
-                lat = torch.cat([lat, self.world.step(parent, lines)])[order]
+                lat = torch.cat([lat, step])[order]
                 cache[k] = (keys, lat)
             out.append(lat[torch.searchsorted(keys, code)])  # (S, N, D)
         return torch.stack(out, 1)

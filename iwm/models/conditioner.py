@@ -7,6 +7,7 @@ Docs: https://iwm-project.github.io/iwm/conditioner.html.md"""
 # %% ../../nbs/12_conditioner.ipynb #5784292f
 from __future__ import annotations
 import torch
+import torch.nn.functional as F
 from torch import nn
 from timm.layers import Mlp, trunc_normal_
 from .config import WorldModelConfig, get_config
@@ -23,9 +24,19 @@ class CrossBlock(nn.Module):
         self.attn = nn.MultiheadAttention(dim, heads, batch_first=True)
         self.mlp = Mlp(dim, int(dim * mlp_ratio))
 
-    def forward(self, x: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
-        kv = self.norm_kv(a)  # (B, S, D)
-        x = x + self.attn(self.norm_q(x), kv, kv, need_weights=False)[0]  # (B, N, D)
+    def keys(self, a: torch.Tensor) -> torch.Tensor:
+        "Keys and values (B, S, 2D) of action tokens (B, S, D), each token on its own."
+        D = a.shape[-1]
+        return F.linear(self.norm_kv(a), self.attn.in_proj_weight[D:], self.attn.in_proj_bias[D:])
+
+    def forward(self, x: torch.Tensor, a: torch.Tensor | None = None, kv: torch.Tensor | None = None) -> torch.Tensor:
+        "Frame tokens (B, N, D) after attending to action tokens `a` (B, S, D), or to their `keys` `kv` (B, S, 2D)."
+        kv = self.keys(a) if kv is None else kv
+        D, h = x.shape[-1], self.attn.num_heads
+        q = F.linear(self.norm_q(x), self.attn.in_proj_weight[:D], self.attn.in_proj_bias[:D])  # (B, N, D)
+        heads = lambda t: t.unflatten(-1, (h, -1)).transpose(1, 2)  # (B, h, L, D/h)
+        o = F.scaled_dot_product_attention(heads(q), *map(heads, kv.chunk(2, -1))).transpose(1, 2).flatten(2)
+        x = x + self.attn.out_proj(o)  # (B, N, D)
         return x + self.mlp(self.norm_mlp(x))  # (B, N, D)
 
 # %% ../../nbs/12_conditioner.ipynb #f4cabd24
@@ -49,8 +60,15 @@ class Conditioner(nn.Module):
         "Action vectors (B, S, A) -> action tokens (B, S, D)."
         return self.embed(actions) + self.time
 
-    def forward(self, z: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        a = self.embed_actions(actions)  # (B, S, D)
+    def keys(self, a: torch.Tensor) -> torch.Tensor:
+        "Every block's keys and values (B, S, 2D * depth) of action tokens (B, S, D), each token on its own."
+        return torch.cat([blk.keys(a) for blk in self.blocks], -1) if len(self.blocks) else a[..., :0]
+
+    def forward(self, z: torch.Tensor, actions: torch.Tensor | None = None, a: torch.Tensor | None = None,
+                kv: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        "Conditioned frame tokens (B, N, D) and the action tokens (B, S, D), from `actions` or from tokens `a` and their `keys` `kv`."
+        a = self.embed_actions(actions) if a is None else a  # (B, S, D)
+        kv = self.keys(a) if kv is None else kv  # (B, S, 2D * depth)
         x = z
-        for blk in self.blocks: x = blk(x, a)  # (B, N, D)
+        for blk, kv_i in zip(self.blocks, kv.chunk(max(len(self.blocks), 1), -1)): x = blk(x, kv=kv_i)  # (B, N, D)
         return self.norm(x), a

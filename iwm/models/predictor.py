@@ -7,6 +7,7 @@ Docs: https://iwm-project.github.io/iwm/predictor.html.md"""
 # %% ../../nbs/13_predictor.ipynb #66ea3cf6
 from __future__ import annotations
 import torch
+import torch.nn.functional as F
 from torch import nn
 from timm.layers import AttentionPoolLatent
 from timm.models.vision_transformer import Block
@@ -52,8 +53,22 @@ class Predictor(nn.Module):
         "The predictor a config describes."
         return cls(c.dim, c.pred_depth, c.pred_heads, c.pred_mlp_ratio, c.grid, c.adaln)
 
-    def forward(self, x: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
-        c = a[:, -1] + self.summary(a) if self.summary is not None else None  # (B, D): line t, plus the window pooled
+    def keys(self, a: torch.Tensor) -> torch.Tensor:
+        "The summary's keys and values (B, S, 2D) of action tokens (B, S, D), each token on its own; (B, S, 0) without `adaln`."
+        return self.summary.kv(a) if self.summary is not None else a[..., :0]
+
+    def condition(self, a: torch.Tensor, kv: torch.Tensor | None = None) -> torch.Tensor | None:
+        "The AdaLN condition (B, D): the current action token plus the window pooled by the summary's query over `kv`."
+        if self.summary is None: return None
+        sm, kv = self.summary, self.keys(a) if kv is None else kv
+        heads = lambda t: t.unflatten(-1, (sm.num_heads, -1)).transpose(1, 2)  # (B, h, L, D/h)
+        q = sm.q(sm.latent).expand(len(a), -1, -1)  # (B, 1, D): one learned query
+        k, v = map(heads, kv.chunk(2, -1))
+        pooled = F.scaled_dot_product_attention(sm.q_norm(heads(q)), sm.k_norm(k), v).transpose(1, 2).flatten(2)
+        return a[:, -1] + sm.proj(pooled[:, 0])  # (B, D): line t, plus the window pooled
+
+    def forward(self, x: torch.Tensor, a: torch.Tensor, kv: torch.Tensor | None = None) -> torch.Tensor:
+        c = self.condition(a, kv)  # (B, D) or None
         h = x + self.pos_embed  # (B, N, D)
         for blk in self.blocks: h = blk(h, c)  # (B, N, D)
         return self.head(self.norm(h))  # (B, N, D): the change

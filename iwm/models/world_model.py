@@ -58,9 +58,19 @@ class WorldModel(nn.Module):
 
 # %% ../../nbs/14_world_model.ipynb #8dad54e0
 @patch
-def step(self: WorldModel, z: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-    "One latent step: z_t (B, N, D) and action lines t-24 .. t (B, 25, A) -> z_{t+1} (B, N, D)."
-    return z + self.predictor(*self.conditioner(z, actions))  # the predictor gives the change
+def action_keys(self: WorldModel, actions: torch.Tensor) -> torch.Tensor:
+    "A step's work on action lines (B, S, A) alone, token by token -> (B, S, F): action tokens, then the conditioner's and the summary's keys and values."
+    a = self.conditioner.embed_actions(actions)  # (B, S, D)
+    return torch.cat([a, self.conditioner.keys(a), self.predictor.keys(a)], -1)
+
+@patch
+def step(self: WorldModel, z: torch.Tensor, actions: torch.Tensor | None = None, keys: torch.Tensor | None = None) -> torch.Tensor:
+    "One latent step: z_t (B, N, D) and action lines t-24 .. t (B, 25, A), or their `action_keys`, -> z_{t+1} (B, N, D)."
+    keys = self.action_keys(actions) if keys is None else keys
+    D, nc = self.cfg.dim, 2 * self.cfg.dim * len(self.conditioner.blocks)
+    a, kc, kp = keys[..., :D], keys[..., D:D + nc], keys[..., D + nc:]
+    x, a = self.conditioner(z, a=a, kv=kc)  # (B, N, D)
+    return z + self.predictor(x, a, kv=kp)  # the predictor gives the change
 
 @patch
 def rollout(self: WorldModel, frame: torch.Tensor, actions: torch.Tensor, horizon: int) -> torch.Tensor:
