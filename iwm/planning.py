@@ -62,9 +62,9 @@ class CEMPlanner:
         A, ctx, hist = len(self.vectors), self.world.cfg.context, history.to(self.dev)
         if A ** H >= 2 ** 62: raise ValueError(f"{A} actions over horizon {H}: prefixes do not fit 64-bit codes")
         cache = {} if cache is None else cache  # depth k -> (sorted codes of the prefixes of length k+1 imagined so far, their latents)
-        if 'keys' not in cache:  # every history line and every action at every position of the window, projected once
-            cache['keys'] = self.world.action_keys(torch.cat([hist, self.vectors])[:, None].expand(-1, ctx, -1))  # (24+A, ctx, F)
-        table, pos = cache['keys'], torch.arange(ctx, device=self.dev)
+        if 'table' not in cache:  # the action keys of every history line and every action at every position, made once
+            cache['table'] = self.world.action_keys(torch.cat([hist, self.vectors])[:, None].expand(-1, ctx, -1))  # (24+A, ctx, F)
+        table, pos = cache['table'], torch.arange(ctx, device=self.dev)
         code, out = torch.zeros(S, dtype=torch.long, device=seqs.device), []
         for k in range(H):
             code = code * A + seqs[:, k]  # each sample's prefix of length k+1, as a number in base A
