@@ -9,7 +9,7 @@ and each plan after it from the previous plan's shifted distribution (`init=plan
 concentrate and share more prefixes. Goal (issue: plan time): at most 1 s per action on 2 CPU cores, for the
 first plan of an episode as well as averaged over the loop.
 
-    python bench/plan.py [--config tiny] [--run RUN] [--plans 5] [--horizon 6] [--device cpu|cuda]
+    python bench/plan.py [--config tiny] [--run RUN] [--plans 5] [--horizon 6] [--actions a,b,..] [--device cpu|cuda]
 """
 import argparse, tempfile, time
 from pathlib import Path
@@ -18,7 +18,7 @@ import torch
 import iwm.crafter
 from iwm.actions import actions_from_jsonl
 from iwm.models.world_model import WorldModel
-from iwm.planning import CEMPlanner, PlanConfig
+from iwm.planning import CEMPlanner, PlanConfig, PLAN_ACTIONS
 from iwm.train import load_run
 from iwm.video import read_frames
 
@@ -29,6 +29,7 @@ def main():
     ap.add_argument('--run', default=None, help='a trained run; default: a fresh model with a randomised predictor')
     ap.add_argument('--plans', type=int, default=5)
     ap.add_argument('--horizon', type=int, default=6)
+    ap.add_argument('--actions', default=','.join(PLAN_ACTIONS), help='the Crafter actions CEM chooses among, comma-separated')
     ap.add_argument('--device', default='cpu', help="cpu (the goal's machine) or cuda")
     a = ap.parse_args()
     torch.manual_seed(0)
@@ -48,10 +49,10 @@ def main():
     with torch.no_grad():
         frames = frames.to(dev)
         z, goal = world.encode(frames[40:41]), world.forward_target(frames[None, 48:49])[:, 0]
-    c = PlanConfig(horizon=a.horizon)
+    c = PlanConfig(horizon=a.horizon, actions=tuple(x.strip() for x in a.actions.split(',')))
     name = torch.cuda.get_device_name(dev) if dev.type == 'cuda' else f"CPU, {torch.get_num_threads()} threads"
     print(f"device: {name}; world model {world.cfg.name}; "
-          f"CEM {c.samples} samples x horizon {c.horizon} x {c.iters} iterations")
+          f"CEM {c.samples} samples x horizon {c.horizon} x {c.iters} iterations over {', '.join(c.actions)}")
     res = {}
     for share in (False, True):
         pl = CEMPlanner(world, PlanConfig(**{**c.__dict__, 'share_prefixes': share}))
