@@ -9,7 +9,7 @@ and each plan after it from the previous plan's shifted distribution (`init=plan
 concentrate and share more prefixes. Goal (issue: plan time): at most 1 s per action on 2 CPU cores, for the
 first plan of an episode as well as averaged over the loop.
 
-    python bench/plan.py [--config tiny] [--run RUN] [--plans 5] [--horizon 6] [--actions a,b,..] [--device cpu|cuda]
+    python bench/plan.py [--config tiny] [--run RUN] [--plans 5] [--horizon 6] [--actions a,b,..] [--compile] [--device cpu|cuda]
 """
 import argparse, tempfile, time
 from pathlib import Path
@@ -30,6 +30,7 @@ def main():
     ap.add_argument('--plans', type=int, default=5)
     ap.add_argument('--horizon', type=int, default=6)
     ap.add_argument('--actions', default=','.join(PLAN_ACTIONS), help='the Crafter actions CEM chooses among, comma-separated')
+    ap.add_argument('--compile', action='store_true', help="torch.compile the world model's step (compiled during the warm-up plans)")
     ap.add_argument('--device', default='cpu', help="cpu (the goal's machine) or cuda")
     a = ap.parse_args()
     torch.manual_seed(0)
@@ -49,10 +50,11 @@ def main():
     with torch.no_grad():
         frames = frames.to(dev)
         z, goal = world.encode(frames[40:41]), world.forward_target(frames[None, 48:49])[:, 0]
-    c = PlanConfig(horizon=a.horizon, actions=tuple(x.strip() for x in a.actions.split(',')))
+    c = PlanConfig(horizon=a.horizon, actions=tuple(x.strip() for x in a.actions.split(',')), compile=a.compile)
     name = torch.cuda.get_device_name(dev) if dev.type == 'cuda' else f"CPU, {torch.get_num_threads()} threads"
     print(f"device: {name}; world model {world.cfg.name}; "
-          f"CEM {c.samples} samples x horizon {c.horizon} x {c.iters} iterations over {', '.join(c.actions)}")
+          f"CEM {c.samples} samples x horizon {c.horizon} x {c.iters} iterations over {', '.join(c.actions)}"
+          f"{'; compiled step' if c.compile else ''}")
     res = {}
     for share in (False, True):
         pl = CEMPlanner(world, PlanConfig(**{**c.__dict__, 'share_prefixes': share}))
@@ -63,7 +65,7 @@ def main():
         res[share] = float(np.median(ts))
         print(f"{'prefix sharing' if share else 'every sample (baseline)':<32} {res[share]:7.3f} s per action")
     # receding horizon along the recorded trajectory: frame 40 + i, its 24 lines of history, warm-started after the first plan
-    pl, ts = CEMPlanner(world, c), []
+    ts = []  # `pl` is the prefix-sharing planner again: a plan without `init` starts from uniform (with --compile, its step is compiled already)
     with torch.no_grad():
         for i in range(a.plans + 1):
             zi = world.encode(frames[40 + i:41 + i])

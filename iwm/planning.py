@@ -12,7 +12,7 @@ from pathlib import Path
 import av
 import numpy as np
 import torch
-from fastcore.script import call_parse
+from fastcore.script import call_parse, store_true
 from .actions import COL, actions_from_jsonl, read_jsonl
 from .crafter import CRAFTER_ACTIONS, MOVES, crafter_action_vectors, frame_hash, load_truth, make_env
 from .models.world_model import WorldModel
@@ -45,12 +45,14 @@ class PlanConfig:
     actions: tuple = PLAN_ACTIONS
     share_prefixes: bool = True  # imagine each distinct prefix of the sampled sequences once per plan
     warm: float = 0.2  # share of uniform mixed into the previous plan's shifted distribution to start the next (1: every plan starts uniform)
+    compile: bool = False  # torch.compile the world model's step (dynamic batch): about 1.2x faster plans on CPU after a one-off compile of about a minute
 
 class CEMPlanner:
     "Cross-entropy-method planning over discrete action sequences in a world model's latent space."
     def __init__(self, world: WorldModel, c: PlanConfig = PlanConfig(), vectors: torch.Tensor | None = None):
         self.world, self.c = world, c
         self.dev = next(world.parameters()).device
+        self.step = torch.compile(world.step, dynamic=True) if c.compile else world.step  # what imagining calls
         allv = torch.from_numpy(crafter_action_vectors()) if vectors is None else vectors
         self.vectors = (allv[[CRAFTER_ACTIONS.index(a) for a in c.actions]] if vectors is None else allv).float().to(self.dev)  # (A, 28)
 
@@ -76,7 +78,7 @@ class CEMPlanner:
                 parent = z.expand(len(new), -1, -1) if k == 0 else plat[torch.searchsorted(pkeys, new // A)]
                 digits = torch.stack([new // A ** (k - j) % A for j in range(k + 1)], 1)  # (P, k+1): the prefix's actions
                 rows = torch.cat([torch.arange(len(hist), device=self.dev).expand(len(new), -1), len(hist) + digits], 1)[:, -ctx:]
-                step = self.world.step(parent, keys=table[rows, pos])  # the window's lines, gathered from the table
+                step = self.step(parent, keys=table[rows, pos])  # the window's lines, gathered from the table
                 keys, order = torch.cat([keys, new]).sort()
                 lat = torch.cat([lat, step])[order]
                 cache[k] = (keys, lat)
@@ -91,7 +93,7 @@ class CEMPlanner:
         acts = torch.cat([history[None].expand(S, -1, -1).to(self.dev), self.vectors[seqs]], 1)  # (S, 24+H, 28)
         zs, out = z.expand(S, -1, -1), []
         for k in range(H):
-            zs = self.world.step(zs, acts[:, k:k + ctx]); out.append(zs)
+            zs = self.step(zs, acts[:, k:k + ctx]); out.append(zs)
         return torch.stack(out, 1)
 
     def costs(self, lat: torch.Tensor, goal: torch.Tensor) -> torch.Tensor:
@@ -292,7 +294,7 @@ def format_planning(res: dict) -> str:
                      f"(a random one: {r['reach']:.0%})")
     return '\n'.join(lines)
 
-# %% ../nbs/41_planning.ipynb #b883cb40
+# %% ../nbs/41_planning.ipynb #81079ea3
 @call_parse
 def iwm_plan(run: str = None,  # a trained run folder
              data: str = None,  # clips with Crafter ground truth to take goals from (default: the run's held-out clips)
@@ -302,13 +304,14 @@ def iwm_plan(run: str = None,  # a trained run folder
              warm: float = 0.2,  # share of uniform mixed into the previous plan's shifted distribution (1: every plan starts uniform)
              actions: str = ','.join(PLAN_ACTIONS),  # the Crafter actions CEM chooses among, comma-separated
              check: int = 0,  # random sequences per goal for `cost_check` (0: no check)
+             compile: store_true = False,  # torch.compile the world model's step: faster plans after a one-off compile
              out: str = None,  # folder for planning.json (default RUN/eval)
              seed: int = 0):
     "Plan toward held-out goal frames in latent space with CEM, in the live Crafter game, beside random and replayed actions."
     if not run: raise SystemExit("iwm-plan: --run RUN is required (a trained run folder)")
     names = tuple(a.strip() for a in actions.split(','))
     if bad := [a for a in names if a not in CRAFTER_ACTIONS]: raise SystemExit(f"iwm-plan: --actions: {bad} are not Crafter actions {CRAFTER_ACTIONS}")
-    c = PlanConfig(horizon=horizon, samples=samples, iters=iters, elite=elite, warm=warm, actions=names)
+    c = PlanConfig(horizon=horizon, samples=samples, iters=iters, elite=elite, warm=warm, actions=names, compile=compile)
     try: res = plan_run(run, data, tuple(int(k) for k in ks.split(',')), episodes, c, out=out or Path(run) / 'eval', seed=seed, check=check)
     except (FileNotFoundError, ValueError) as e: raise SystemExit(f"iwm-plan: {e}")
     print(format_planning(res))
