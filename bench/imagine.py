@@ -7,14 +7,16 @@ B trajectories (`Decoder.decode`, DDIM with the decoder's default 20 steps). The
 pixel frame in latent steps; beside it, the ratio of the two calls' FLOPs (torch's count of matrix
 multiplies and attention), which no machine's overheads change. Goal: latent at least 100x cheaper at batch 1 and at batch 16.
 
-Weights do not change the cost, so without --run the models are freshly initialised at the config's sizes.
+Weights do not change the cost, so without --run the models are freshly initialised at the config's sizes (and the
+decoder's DiT patch, --decoder-patch). With --compile, both sides run under `torch.compile`: the world model's step and
+the decoder's DiT, each compiled once per batch size before it is timed.
 
-    python bench/imagine.py [--config tiny] [--run RUN] [--batches 1 16] [--reps 20] [--sampler-steps 20]
+    python bench/imagine.py [--config tiny] [--run RUN] [--decoder-patch P] [--batches 1 16] [--reps 20] [--sampler-steps 20] [--compile]
 """
 import argparse, time
 import torch
 from torch.utils.flop_counter import FlopCounterMode
-from iwm.decoder import Decoder
+from iwm.decoder import Decoder, decoder_config
 from iwm.models.world_model import WorldModel
 from iwm.train import load_decoder, load_run
 
@@ -44,24 +46,36 @@ def main():
     ap.add_argument('--batches', nargs='+', type=int, default=[1, 16])
     ap.add_argument('--reps', type=int, default=20, help='timed latent steps per batch size (decoding: a quarter, at least 3)')
     ap.add_argument('--sampler-steps', type=int, default=None, help="the decoder's sampler steps (default: its config, 20)")
+    ap.add_argument('--decoder-patch', type=int, default=None, help="fresh models only: the decoder DiT's patch (default: the config's)")
+    ap.add_argument('--compile', action='store_true', help="time both sides under torch.compile (the step and the decoder's DiT)")
     a = ap.parse_args()
     device = torch.device('cuda' if torch.cuda.is_available() else 'cpu')
     name = torch.cuda.get_device_name() if device.type == 'cuda' else f"CPU, {torch.get_num_threads()} threads"
     torch.manual_seed(0)
+    if a.run and a.decoder_patch: ap.error('--decoder-patch is for fresh models; a run has its own decoder')
     if a.run: wm, dec = load_run(a.run, device), load_decoder(a.run, device)
-    else: wm, dec = WorldModel(a.config).to(device).eval(), Decoder(a.config).to(device).eval()
+    else:
+        wm = WorldModel(a.config).to(device).eval()
+        dec = Decoder(decoder_config(a.config, **({'patch_size': a.decoder_patch} if a.decoder_patch else {}))).to(device).eval()
     c, steps = wm.cfg, a.sampler_steps or dec.cfg.sample_steps
     print(f"device: {name}; world model {c.name} ({c.tokens} tokens x {c.dim}); decoder {dec.cfg.name}, "
-          f"{sum(p.numel() for p in dec.parameters()) / 1e6:.1f}M params, {dec.cfg.sampler} with {steps} steps; fp32")
+          f"{sum(p.numel() for p in dec.parameters()) / 1e6:.1f}M params, patch {dec.cfg.patch_size} "
+          f"({(dec.cfg.img_size // dec.cfg.patch_size) ** 2} tokens), {dec.cfg.sampler} with {steps} steps; fp32"
+          + (", both sides compiled" if a.compile else ", eager"))
     ratios, counts = {}, {}
     for B in a.batches:
         zf, af = torch.randn(B, c.tokens, c.dim, device=device), torch.randn(B, c.context, c.action_dim, device=device)
         counts[B] = flops(lambda: wm.step(zf, af)), flops(lambda: dec.decode(zf, steps=steps))
+    step = wm.step
+    if a.compile: step, dec.dit.forward = torch.compile(wm.step), torch.compile(dec.dit.forward)  # after the eager FLOP counts
     with torch.inference_mode():
         for B in a.batches:
             z = torch.randn(B, c.tokens, c.dim, device=device)
             acts = torch.randn(B, c.context, c.action_dim, device=device)
-            t_latent = timed(lambda: wm.step(z, acts), a.reps, device)
+            if a.compile:
+                t0 = time.perf_counter(); step(z, acts); dec.decode(z, steps=steps)
+                print(f"batch {B:>3}: compiled both sides in {time.perf_counter() - t0:.0f} s")
+            t_latent = timed(lambda: step(z, acts), a.reps, device)
             t_frame = timed(lambda: dec.decode(z, steps=steps), max(3, a.reps // 4), device)
             ratios[B] = t_frame / t_latent
             f_latent, f_frame = counts[B]

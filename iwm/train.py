@@ -35,6 +35,7 @@ class TrainConfig:
     config: str = 'tiny'; data: str = 'data/crafter'; out: str = 'runs/tiny'
     stage: str = 'world'  # 'world' (the world model) or 'decoder' (a decoder on the frozen world model of run `world`)
     world: str | None = None  # the world-model run a decoder stage reads latents from
+    decoder_patch: int | None = None  # a decoder stage's DiT patch in pixels (default: its size's); halving it costs about 4x per frame
     steps: int = 1000  # optimizer steps; also the length of the LR and EMA schedules
     minutes: float | None = None  # time budget: after 6 steps (and every 50 after), `steps` shrinks to what fits, so the schedules finish
     batch: int = 32; accum: int = 1; lr: float = 1e-3; min_lr: float = 1e-5; weight_decay: float = 0.05
@@ -133,7 +134,7 @@ class Trainer:
         elif c.stage == 'decoder':
             if not c.world: raise ValueError("the decoder stage needs `world`, the run of a trained world model")
             world = load_run(c.world, self.device)
-            self.mcfg, self.dcfg = world.cfg, decoder_config(world.cfg)
+            self.mcfg, self.dcfg = world.cfg, decoder_config(world.cfg, **({'patch_size': c.decoder_patch} if c.decoder_patch else {}))
             self.model = Decoder(self.dcfg).to(self.device)
             self.objective = DecoderLoss(self.model, world)
         else: raise ValueError(f"stage {c.stage!r} is not 'world' or 'decoder'")
@@ -369,13 +370,14 @@ def plot_metrics(run_dir, out=None) -> Path:
     out = Path(out or Path(run_dir) / 'loss.png'); fig.savefig(out, dpi=100); plt.close(fig)
     return out
 
-# %% ../nbs/21_train.ipynb #9837e7df
+# %% ../nbs/21_train.ipynb #46892962
 @call_parse
 def iwm_train(config: str = 'tiny',  # model config name (tiny, small, seed)
               data: str = None,  # folder of clips (default data/crafter; for a decoder, the run's)
               out: str = None,  # run folder: config, metrics, checkpoints, loss.png (default runs/CONFIG; for a decoder, RUN/decoder)
               stage: str = 'world',  # 'world', or 'decoder' to train a decoder on the world model of --world
               world: str = None,  # the trained world-model run a decoder stage decodes
+              decoder_patch: int = None,  # a decoder's DiT patch in pixels (default: the config's, 8 at 64x64)
               steps: int = None,  # optimizer steps and schedule length (default 1000; when resuming, the run's own)
               minutes: float = None,  # stop after this much training time
               resume: bool = False,  # continue from the run's last checkpoint (with its saved settings)
@@ -397,7 +399,7 @@ def iwm_train(config: str = 'tiny',  # model config name (tiny, small, seed)
         c = TrainConfig(**json.loads(saved.read_text())['train'])
         c.steps, c.minutes = steps or c.steps, minutes  # the saved schedule length unless --steps changes it
     else:
-        c = TrainConfig(config=config, data=data, out=out, stage=stage, world=world, steps=steps or 1000, minutes=minutes, batch=batch, accum=accum, lr=lr,
+        c = TrainConfig(config=config, data=data, out=out, stage=stage, world=world, decoder_patch=decoder_patch, steps=steps or 1000, minutes=minutes, batch=batch, accum=accum, lr=lr,
                         weight_decay=weight_decay, warmup=warmup, horizon=horizon, workers=workers, seed=seed, amp=amp,
                         compile=compile, deterministic=deterministic, eval_every=eval_every, ckpt_every=ckpt_every,
                         log_every=log_every, keep=keep)
