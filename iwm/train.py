@@ -393,6 +393,7 @@ def iwm_train(config: str = 'tiny',  # model config name (tiny, small, seed)
         except FileNotFoundError as e: raise SystemExit(f"iwm-train: {e}")
         out, data, config = out or str(Path(world) / 'decoder'), data or wcfg['train']['data'], wcfg['train']['config']
     elif stage != 'world': raise SystemExit(f"iwm-train: --stage must be 'world' or 'decoder', not {stage!r}")
+    elif decoder_patch: raise SystemExit("iwm-train: --decoder-patch is for --stage decoder")
     out, data = out or f'runs/{config}', data or 'data/crafter'
     saved = Path(out) / 'config.json'
     if resume and saved.exists():
@@ -403,7 +404,8 @@ def iwm_train(config: str = 'tiny',  # model config name (tiny, small, seed)
                         weight_decay=weight_decay, warmup=warmup, horizon=horizon, workers=workers, seed=seed, amp=amp,
                         compile=compile, deterministic=deterministic, eval_every=eval_every, ckpt_every=ckpt_every,
                         log_every=log_every, keep=keep)
-    tr = Trainer(c, resume=resume)
+    try: tr = Trainer(c, resume=resume)
+    except (ValueError, FileNotFoundError, FileExistsError) as e: raise SystemExit(f"iwm-train: {e}")  # settings or data, not a bug
     last = tr.fit()
     if tr.rank == 0:
         plot_metrics(c.out)

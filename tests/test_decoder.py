@@ -107,6 +107,10 @@ def test_decoder_stage_default_out_and_errors(world_run):
     assert r.returncode != 0 and '--stage decoder needs --world RUN' in r.stderr
     r = subprocess.run([str(BIN / 'iwm-train'), '--stage', 'decoder', '--world', str(world_run.parent / 'nothing')], capture_output=True, text=True, env=ENV)
     assert r.returncode != 0 and 'not a run folder' in r.stderr
+    r = subprocess.run([str(BIN / 'iwm-train'), '--stage', 'decoder', '--world', str(world_run), '--decoder-patch', '5'], capture_output=True, text=True, env=ENV)
+    assert r.returncode != 0 and 'img_size 64 is not a multiple of patch_size 5' in r.stderr and 'Traceback' not in r.stderr, r.stderr[-2000:]
+    r = subprocess.run([str(BIN / 'iwm-train'), '--decoder-patch', '4'], capture_output=True, text=True, env=ENV)
+    assert r.returncode != 0 and '--decoder-patch is for --stage decoder' in r.stderr
 
 
 def test_decoder_stage_torchrun_two_cpu_processes(world_run, clips, tmp_path):
