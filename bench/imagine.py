@@ -15,6 +15,7 @@ the decoder's DiT, each compiled once per batch size before it is timed.
 """
 import argparse, time
 import torch
+from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 from iwm.decoder import Decoder, decoder_config
 from iwm.models.world_model import WorldModel
@@ -34,8 +35,9 @@ def timed(fn, reps: int, device) -> float:
 
 
 def flops(fn) -> int:
-    "Floating-point operations of one call of `fn` (matrix multiplies and attention, as torch counts them)."
-    with FlopCounterMode(display=False) as fc: fn()  # outside inference mode: the counter's module hooks need ordinary tensors
+    "Floating-point operations of one call of `fn`: matrix multiplies and attention, as torch counts them."
+    # attention runs as the math kernel's matmuls while counting: torch has no FLOP formula for the CPU's fused kernel
+    with sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as fc: fn()  # outside inference mode: the counter's hooks need ordinary tensors
     return fc.get_total_flops()
 
 

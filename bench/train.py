@@ -11,6 +11,7 @@ import argparse, tempfile, time
 from pathlib import Path
 import torch
 from torch.utils.data import default_collate
+from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 import iwm.crafter
 from iwm.data import ClipWindows
@@ -56,7 +57,8 @@ def main():
             for _ in range(a.steps): tr.train_step([batch])
             if device.type == 'cuda': torch.cuda.synchronize()
             sps = a.steps * a.batch / (time.perf_counter() - t0)
-            with FlopCounterMode(display=False) as fc:  # counted on one more step, outside the timed ones
+            with sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as fc:  # one more step, outside the timed ones; attention
+                # as the math kernel's matmuls, since torch has no FLOP formula for the CPU's fused kernel
                 tr.train_step([batch])
             flops = fc.get_total_flops() / a.batch
             params = sum(p.numel() for p in tr.model.parameters() if p.requires_grad)
