@@ -58,7 +58,7 @@ def main():
     if a.run: wm, dec = load_run(a.run, device), load_decoder(a.run, device)
     else:
         wm = WorldModel(a.config).to(device).eval()
-        dec = Decoder(decoder_config(a.config, **({'patch_size': a.decoder_patch} if a.decoder_patch else {}))).to(device).eval()
+        dec = Decoder(decoder_config(a.config, patch_size=a.decoder_patch)).to(device).eval()
     c, steps = wm.cfg, a.sampler_steps or dec.cfg.sample_steps
     print(f"device: {name}; world model {c.name} ({c.tokens} tokens x {c.dim}); decoder {dec.cfg.name}, "
           f"{sum(p.numel() for p in dec.parameters()) / 1e6:.1f}M params, patch {dec.cfg.patch_size} "

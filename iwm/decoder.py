@@ -51,6 +51,7 @@ class DecoderConfig:
         if self.prediction not in PREDICTIONS: raise ValueError(f"prediction {self.prediction!r} is not one of {PREDICTIONS}")
         if self.sampler not in SAMPLERS: raise ValueError(f"sampler {self.sampler!r} is not one of {SAMPLERS}")
         for k in ('latent_patch', 'patch_size'):
+            if getattr(self, k) < 1: raise ValueError(f"{k} must be a positive number of pixels, not {getattr(self, k)}")
             if self.img_size % getattr(self, k): raise ValueError(f"img_size {self.img_size} is not a multiple of {k} {getattr(self, k)}")
         if self.cond_channels < 3: raise ValueError("cond_channels must be at least 3 (the deterministic reconstruction)")
 
@@ -65,10 +66,10 @@ _SIZES = dict(tiny=dict(patch_size=8, heads=6, head_dim=32, depth=6),
               seed=dict(patch_size=8, heads=12, head_dim=64, depth=14))
 
 def decoder_config(wm: WorldModelConfig | str = 'tiny', **kw) -> DecoderConfig:
-    "The decoder for a world-model config (or its name): its frame size and latent shape, the size's defaults, then `kw`."
+    "The decoder for a world-model config (or its name): its frame size and latent shape, the size's defaults, then `kw` (None: the default)."
     wm = get_config(wm) if isinstance(wm, str) else wm
     return DecoderConfig(**{**dict(name=wm.name, img_size=wm.img_size, latent_dim=wm.dim, latent_patch=wm.patch_size),
-                            **_SIZES.get(wm.name, {}), **kw})
+                            **_SIZES.get(wm.name, {}), **{k: v for k, v in kw.items() if v is not None}})
 
 # %% ../nbs/30_decoder.ipynb #f16fcd96
 def train_scheduler(c: DecoderConfig) -> DDPMScheduler:

@@ -134,7 +134,7 @@ class Trainer:
         elif c.stage == 'decoder':
             if not c.world: raise ValueError("the decoder stage needs `world`, the run of a trained world model")
             world = load_run(c.world, self.device)
-            self.mcfg, self.dcfg = world.cfg, decoder_config(world.cfg, **({'patch_size': c.decoder_patch} if c.decoder_patch else {}))
+            self.mcfg, self.dcfg = world.cfg, decoder_config(world.cfg, patch_size=c.decoder_patch)
             self.model = Decoder(self.dcfg).to(self.device)
             self.objective = DecoderLoss(self.model, world)
         else: raise ValueError(f"stage {c.stage!r} is not 'world' or 'decoder'")
