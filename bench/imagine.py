@@ -15,9 +15,8 @@ the decoder's DiT, each compiled once per batch size before it is timed.
 """
 import argparse, time
 import torch
-from torch.nn.attention import SDPBackend, sdpa_kernel
-from torch.utils.flop_counter import FlopCounterMode
 from iwm.decoder import Decoder, decoder_config
+from iwm.models.info import count_flops
 from iwm.models.world_model import WorldModel
 from iwm.train import load_decoder, load_run
 
@@ -32,13 +31,6 @@ def timed(fn, reps: int, device) -> float:
         if device.type == 'cuda': torch.cuda.synchronize()
         ts.append(time.perf_counter() - t0)
     return sorted(ts)[len(ts) // 2]
-
-
-def flops(fn) -> int:
-    "Floating-point operations of one call of `fn`: matrix multiplies and attention, as torch counts them."
-    # attention runs as the math kernel's matmuls while counting: torch has no FLOP formula for the CPU's fused kernel
-    with sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as fc: fn()  # outside inference mode: the counter's hooks need ordinary tensors
-    return fc.get_total_flops()
 
 
 def main():
@@ -67,7 +59,7 @@ def main():
     ratios, counts = {}, {}
     for B in a.batches:
         zf, af = torch.randn(B, c.tokens, c.dim, device=device), torch.randn(B, c.context, c.action_dim, device=device)
-        counts[B] = flops(lambda: wm.step(zf, af)), flops(lambda: dec.decode(zf, steps=steps))
+        counts[B] = count_flops(lambda: wm.step(zf, af)), count_flops(lambda: dec.decode(zf, steps=steps))  # outside inference mode: the counter's hooks need ordinary tensors
     step = wm.step
     if a.compile: step, dec.dit.forward = torch.compile(wm.step), torch.compile(dec.dit.forward)  # after the eager FLOP counts
     with torch.inference_mode():

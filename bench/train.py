@@ -11,11 +11,10 @@ import argparse, tempfile, time
 from pathlib import Path
 import torch
 from torch.utils.data import default_collate
-from torch.nn.attention import SDPBackend, sdpa_kernel
-from torch.utils.flop_counter import FlopCounterMode
 import iwm.crafter
 from iwm.data import ClipWindows
 from iwm.models.config import get_config
+from iwm.models.info import count_flops
 from iwm.train import Trainer, TrainConfig, amp_dtype
 
 
@@ -57,10 +56,7 @@ def main():
             for _ in range(a.steps): tr.train_step([batch])
             if device.type == 'cuda': torch.cuda.synchronize()
             sps = a.steps * a.batch / (time.perf_counter() - t0)
-            with sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as fc:  # one more step, outside the timed ones; attention
-                # as the math kernel's matmuls, since torch has no FLOP formula for the CPU's fused kernel
-                tr.train_step([batch])
-            flops = fc.get_total_flops() / a.batch
+            flops = count_flops(lambda: tr.train_step([batch])) / a.batch  # one more step, outside the timed ones
             params = sum(p.numel() for p in tr.model.parameters() if p.requires_grad)
             print(f"{cfg:>6}: {params / 1e6:6.1f}M trainable params, {flops / 1e9:7.2f} GFLOP per training sample, "
                   f"{sps:8.1f} samples/s, MFU {flops * sps / peak:.1%} of the measured peak")

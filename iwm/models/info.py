@@ -9,14 +9,15 @@ from __future__ import annotations
 from json import dumps
 import torch
 from torch import nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 from fastcore.script import call_parse
 from .config import CONFIGS, WorldModelConfig, get_config
 from .world_model import WorldModel
 
 # %% auto #0
-__all__ = ['SEED_PARAMS', 'count_params', 'component_params', 'dummy_batch', 'training_flops_by_op', 'training_flops',
-           'model_info', 'format_info', 'iwm_info']
+__all__ = ['SEED_PARAMS', 'count_params', 'component_params', 'dummy_batch', 'count_flops', 'training_flops_by_op',
+           'training_flops', 'model_info', 'format_info', 'iwm_info']
 
 # %% ../../nbs/15_info.ipynb #8e05e8ca
 SEED_PARAMS = dict(encoder=113_998_080, conditioner=42_696_960, predictor=213_282_816)  # the original project's counts
@@ -38,13 +39,16 @@ def dummy_batch(c: WorldModelConfig, batch: int = 1, horizon: int | None = None,
                 actions=torch.zeros(batch, c.context + K - 1, c.action_dim, device=device),
                 targets=torch.zeros(batch, K, c.in_chans, c.img_size, c.img_size, dtype=torch.uint8, device=device))
 
+def count_flops(fn, by_op: bool = False) -> int | dict:
+    "FLOPs of one call of `fn` as torch's `FlopCounterMode` counts them (or, `by_op`, per operator), attention included on every device."
+    with sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter: fn()  # attention as matmuls the counter sees
+    return {str(op): n for op, n in counter.get_flop_counts()['Global'].items()} if by_op else counter.get_total_flops()
+
 def training_flops_by_op(c: WorldModelConfig, batch: int = 2, device='meta') -> dict:
     "FLOPs of one training step's loss and backward pass, per sample, by operator (built on `device`, meta by default)."
     with torch.device(device): model = WorldModel(c)
-    with FlopCounterMode(display=False) as counter:
-        loss, _ = model.loss(dummy_batch(c, batch, device=device))
-        loss.backward()
-    return {str(op): n // batch for op, n in counter.get_flop_counts()['Global'].items()}
+    def step(): model.loss(dummy_batch(c, batch, device=device))[0].backward()
+    return {op: n // batch for op, n in count_flops(step, by_op=True).items()}
 
 def training_flops(c: WorldModelConfig, batch: int = 2, device='meta') -> int:
     "FLOPs of one training step's loss and backward pass, per sample."
