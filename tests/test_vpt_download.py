@@ -12,10 +12,12 @@ N = 9  # the scenario uses the index's first N clips
 
 
 class Site:
-    "A threaded HTTP server on 127.0.0.1 serving `root`, with Range requests, 416, and faults set per URL path."
+    """A threaded HTTP server on 127.0.0.1 serving `root`, with Range requests, 416, and faults set per URL path.
+    A path in `held` sends its first 4 KiB, then holds the rest until its event is set: a transfer that is certain
+    to be in flight, however fast or busy the machine."""
     def __init__(self, root: Path):
         self.root, self.log, self.count = root.resolve(), [], collections.Counter()
-        self.drop_once, self.fail_once, self.fail_always, self.slow = set(), set(), set(), set()
+        self.drop_once, self.fail_once, self.fail_always, self.held = set(), set(), set(), {}
         site = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -46,9 +48,11 @@ class Site:
         h.send_header('Content-Length', str(len(data) - start)); h.end_headers()
         body = data[start:]
         if path in self.drop_once and first: body = body[:len(body) // 2]  # then the connection closes
-        if path in self.slow:
-            for i in range(0, len(body), 4096): h.wfile.write(body[i:i + 4096]); h.wfile.flush(); time.sleep(0.03)
-        else: h.wfile.write(body)
+        if path in self.held:
+            h.wfile.write(body[:4096]); h.wfile.flush()
+            self.held[path].wait(60)
+            body = body[4096:]
+        h.wfile.write(body)
 
     def put(self, relpath: str, data: bytes):
         p = self.root / relpath
@@ -87,7 +91,7 @@ def site(crafter_clips, tmp_path_factory):
     pair(6, b); site.fail_once.add('/' + c[6].stem + '.jsonl')    # ok after a 503
     pair(7, a); site.drop_once.add('/' + c[7].stem + '.jsonl')    # ok after a dropped connection mid-jsonl
     pair(8, b); site.fail_always.add('/' + c[8].relpath)          # failed: 500 on every try
-    pair(9, a); site.slow.add('/' + c[9].relpath)                 # for the interrupted download
+    pair(9, a); site.held['/' + c[9].relpath] = threading.Event()                 # for the interrupted download
     site.clips, site.sources = c, {0: a, 1: b, 6: b, 7: a}
     yield site
     site.server.shutdown()
@@ -226,15 +230,15 @@ def test_interrupted_download_resumes(site, tmp_path):
     p = subprocess.Popen([str(CLI), *map(str, args)], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     part, t = part_path(mp4), time.time()
     while not (part.exists() and part.stat().st_size > 0) and time.time() - t < 30: time.sleep(0.01)
-    p.send_signal(signal.SIGINT)
+    p.send_signal(signal.SIGINT)  # the server holds the rest of the file: the signal lands mid-transfer
     _, err = p.communicate(timeout=30)
+    site.held.pop('/' + c.relpath).set()
     assert p.returncode == 130, err
     assert 'interrupted' in err and '.part' in err
     size = part.stat().st_size
     assert 0 < size < (site.root / c.relpath).stat().st_size  # stopped mid-file...
     assert not mp4.exists() and jsonl.exists()  # ...with no final name on the partial file
     assert not any(json.loads(l)['relpath'] == c.relpath for l in (tmp_path / 'out' / MANIFEST).read_text().splitlines())
-    site.slow.clear()
     r = cli(*args, cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert site.requests(c.relpath)[-1] == f'bytes={size}-'  # resumed where the interrupted run stopped
