@@ -11,6 +11,7 @@ from collections import OrderedDict
 from pathlib import Path
 import numpy as np
 import torch
+from fastcore.basics import patch
 from torch.utils.data import Dataset, IterableDataset, get_worker_info
 from .actions import actions_from_jsonl, ActionFileError
 from .video import video_info, read_frames, iter_frames, aligned_length, VideoError, ClipMismatchError
@@ -18,13 +19,14 @@ from .video import video_info, read_frames, iter_frames, aligned_length, VideoEr
 # %% auto #0
 __all__ = ['CONTEXT', 'CLIP_ERRORS', 'find_clips', 'scan_clip', 'ClipWindows', 'split_clips', 'dist_info', 'StreamingWindows']
 
-# %% ../nbs/03_data.ipynb #728df93b
+# %% ../nbs/03_data.ipynb #3d407273
 CONTEXT = 25  # action steps that condition one prediction: lines t-24 .. t
 
 def find_clips(folder) -> list[Path]:
     "Every `*.mp4` under `folder` (sorted); partners and counts are checked when a dataset opens them."
     return sorted(Path(folder).rglob('*.mp4'))
 
+# %% ../nbs/03_data.ipynb #9cbbb907
 CLIP_ERRORS = (ActionFileError, VideoError, ClipMismatchError, FileNotFoundError)  # a clip with these is skipped
 
 def scan_clip(mp4, exact: bool = True) -> tuple[np.ndarray, int]:
@@ -38,6 +40,7 @@ def scan_clip(mp4, exact: bool = True) -> tuple[np.ndarray, int]:
 def _clip_list(clips) -> list[Path]:
     return find_clips(clips) if isinstance(clips, (str, Path)) and Path(clips).is_dir() else [Path(p) for p in clips]
 
+# %% ../nbs/03_data.ipynb #e42506bd
 class ClipWindows(Dataset):
     "Windows `{frame, actions, targets, clip, t}` over VPT-format clips; broken clips are skipped and listed in `skipped`."
     def __init__(self, clips, size=64, horizon: int = 1, context: int = CONTEXT, mode: str = 'squash', cache: int = 4):
@@ -54,24 +57,28 @@ class ClipWindows(Dataset):
 
     def __len__(self): return len(self.index)
 
-    def frames(self, i: int) -> torch.Tensor:
-        "All aligned frames of clip `i`, uint8 (n, 3, H, W), decoded once and cached."
-        if i not in self._frames:
-            f = read_frames(self.clips[i], self.size, self.mode, stop=self.lengths[i])
-            if len(f) < self.lengths[i]: raise VideoError(f"{self.clips[i]}: decoded {len(f)} of {self.lengths[i]} frames")
-            self._frames[i] = torch.from_numpy(f).permute(0, 3, 1, 2).contiguous()
-            while len(self._frames) > self.cache: self._frames.popitem(last=False)
-        self._frames.move_to_end(i)
-        return self._frames[i]
-
-    def __getitem__(self, k):
-        i, t = (int(x) for x in self.index[k])
-        f = self.frames(i)
-        return dict(frame=f[t], actions=self.actions[i][t - self.context + 1: t + self.horizon],
-                    targets=f[t + 1: t + 1 + self.horizon], clip=self.clips[i].stem, t=t)
-
     def __repr__(self):
         return f"ClipWindows({len(self.clips)} clips, {len(self)} windows, horizon={self.horizon}, skipped={len(self.skipped)})"
+
+# %% ../nbs/03_data.ipynb #510cd527
+@patch
+def frames(self: ClipWindows, i: int) -> torch.Tensor:
+    "All aligned frames of clip `i`, uint8 (n, 3, H, W), decoded once and cached."
+    if i not in self._frames:
+        f = read_frames(self.clips[i], self.size, self.mode, stop=self.lengths[i])
+        if len(f) < self.lengths[i]: raise VideoError(f"{self.clips[i]}: decoded {len(f)} of {self.lengths[i]} frames")
+        self._frames[i] = torch.from_numpy(f).permute(0, 3, 1, 2).contiguous()
+        while len(self._frames) > self.cache: self._frames.popitem(last=False)
+    self._frames.move_to_end(i)
+    return self._frames[i]
+
+# %% ../nbs/03_data.ipynb #98c7ba62
+@patch
+def __getitem__(self: ClipWindows, k):
+    i, t = (int(x) for x in self.index[k])
+    f = self.frames(i)
+    return dict(frame=f[t], actions=self.actions[i][t - self.context + 1: t + self.horizon],
+                targets=f[t + 1: t + 1 + self.horizon], clip=self.clips[i].stem, t=t)
 
 # %% ../nbs/03_data.ipynb #2becf4a6
 def split_clips(clips, held_out: float = 0.1, salt: str = 'iwm') -> tuple[list[Path], list[Path]]:
@@ -81,13 +88,14 @@ def split_clips(clips, held_out: float = 0.1, salt: str = 'iwm') -> tuple[list[P
     held = [p for p in clips if bucket(p) < held_out * 10_000]
     return [p for p in clips if bucket(p) >= held_out * 10_000], held
 
-# %% ../nbs/03_data.ipynb #56a01d7e
+# %% ../nbs/03_data.ipynb #b880fbfd
 def dist_info() -> tuple[int, int]:
     "(rank, world_size) from an initialised process group, else torchrun's environment, else (0, 1)."
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         return torch.distributed.get_rank(), torch.distributed.get_world_size()
     return int(os.environ.get('RANK', 0)), int(os.environ.get('WORLD_SIZE', 1))
 
+# %% ../nbs/03_data.ipynb #02a7bb20
 class StreamingWindows(IterableDataset):
     "Windows streamed from clips sharded by (rank, worker), decoded sequentially, through a seeded shuffle buffer."
     def __init__(self, clips, size=64, horizon: int = 1, context: int = CONTEXT, mode: str = 'squash', chunk: int = 128,
@@ -99,33 +107,6 @@ class StreamingWindows(IterableDataset):
         self.skipped = []  # (clip, reason), in this process
 
     def set_epoch(self, epoch: int): self.epoch = epoch
-
-    def shard(self, worker: int = 0, workers: int = 1) -> list[Path]:
-        "The clips this process's `worker` owns in the current epoch."
-        rank, world = dist_info() if self.rank is None else (self.rank, self.world_size or 1)
-        order = np.random.default_rng([self.seed, self.epoch]).permutation(len(self.clips))
-        return [self.clips[i] for i in order[rank * workers + worker:: world * workers]]
-
-    def clip_windows(self, mp4):
-        "Every window of one clip in order, decoded sequentially; stops (with a warning) where the video fails."
-        try: actions, n = scan_clip(mp4, exact=False)  # the decode below stops safely where a cut file ends
-        except CLIP_ERRORS as e: self._skip(mp4, e); return
-        actions, K, c = torch.from_numpy(actions[:n]), self.horizon, self.context
-        held, start = torch.zeros(0, 3, 0, 0, dtype=torch.uint8), 0  # frames [start, start+len(held)) are in memory
-        try:
-            for chunk in iter_frames(mp4, self.size, self.mode, chunk=self.chunk, stop=n):
-                held = torch.cat([held, torch.from_numpy(chunk).permute(0, 3, 1, 2)]) if len(held) else torch.from_numpy(chunk).permute(0, 3, 1, 2)
-                last = start + len(held) - 1  # newest frame index in memory
-                for t in range(max(c - 1, start), last - K + 1):
-                    if (t - c + 1) % self.stride: continue
-                    yield dict(frame=held[t - start].clone(), actions=actions[t - c + 1: t + K],
-                               targets=held[t - start + 1: t - start + 1 + K].clone(), clip=mp4.stem, t=t)
-                keep = max(0, min(len(held), K))  # frames still needed as the start of later windows
-                start, held = start + len(held) - keep, held[len(held) - keep:]
-        except VideoError as e: self._skip(mp4, e)
-
-    def _skip(self, mp4, e):
-        self.skipped.append((mp4, str(e))); warnings.warn(f"skipping clip: {e}")
 
     def __iter__(self):
         info = get_worker_info()
@@ -139,3 +120,36 @@ class StreamingWindows(IterableDataset):
                 buf[i], w = w, buf[i]
                 yield w
         for i in rng.permutation(len(buf)): yield buf[i]
+
+# %% ../nbs/03_data.ipynb #ce341da4
+@patch
+def shard(self: StreamingWindows, worker: int = 0, workers: int = 1) -> list[Path]:
+    "The clips this process's `worker` owns in the current epoch."
+    rank, world = dist_info() if self.rank is None else (self.rank, self.world_size or 1)
+    order = np.random.default_rng([self.seed, self.epoch]).permutation(len(self.clips))
+    return [self.clips[i] for i in order[rank * workers + worker:: world * workers]]
+
+# %% ../nbs/03_data.ipynb #1ad3ebd3
+@patch
+def clip_windows(self: StreamingWindows, mp4):
+    "Every window of one clip in order, decoded sequentially; stops (with a warning) where the video fails."
+    try: actions, n = scan_clip(mp4, exact=False)  # the decode below stops safely where a cut file ends
+    except CLIP_ERRORS as e: self._skip(mp4, e); return
+    actions, K, c = torch.from_numpy(actions[:n]), self.horizon, self.context
+    held, start = torch.zeros(0, 3, 0, 0, dtype=torch.uint8), 0  # frames [start, start+len(held)) are in memory
+    try:
+        for chunk in iter_frames(mp4, self.size, self.mode, chunk=self.chunk, stop=n):
+            held = torch.cat([held, torch.from_numpy(chunk).permute(0, 3, 1, 2)]) if len(held) else torch.from_numpy(chunk).permute(0, 3, 1, 2)
+            last = start + len(held) - 1  # newest frame index in memory
+            for t in range(max(c - 1, start), last - K + 1):
+                if (t - c + 1) % self.stride: continue
+                yield dict(frame=held[t - start].clone(), actions=actions[t - c + 1: t + K],
+                           targets=held[t - start + 1: t - start + 1 + K].clone(), clip=mp4.stem, t=t)
+            keep = max(0, min(len(held), K))  # frames still needed as the start of later windows
+            start, held = start + len(held) - keep, held[len(held) - keep:]
+    except VideoError as e: self._skip(mp4, e)
+
+# %% ../nbs/03_data.ipynb #6caa372c
+@patch
+def _skip(self: StreamingWindows, mp4, e):
+    self.skipped.append((mp4, str(e))); warnings.warn(f"skipping clip: {e}")
