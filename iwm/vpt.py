@@ -11,6 +11,7 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from fastcore.basics import patch
 from fastcore.script import call_parse, store_true
 from tqdm.auto import tqdm
 from .actions import ActionFileError, actions_from_jsonl
@@ -71,12 +72,13 @@ class Clip:
         "The clip's (mp4, jsonl) paths under the output folder `out`."
         return Path(out) / self.relpath, Path(out) / (self.stem + '.jsonl')
 
-# %% ../nbs/04_vpt.ipynb #8cc5d0fb
+# %% ../nbs/04_vpt.ipynb #fb8fa0d3
 def _natural(s: str): return [int(p) if p.isdigit() else p for p in re.split(r'(\d+)', s)]
 
 def _matches(relpath: str, pattern: str) -> bool:
     return fnmatch.fnmatchcase(relpath, pattern) if any(ch in pattern for ch in '*?[') else pattern in relpath
 
+# %% ../nbs/04_vpt.ipynb #b45906d0
 @dataclass
 class VPTIndex:
     "The clips of an index file, deduplicated, in file order."
@@ -88,20 +90,24 @@ class VPTIndex:
     def __len__(self): return len(self.clips)
     def __iter__(self): return iter(self.clips)
     def __getitem__(self, i): return self.clips[i]
-    @property
-    def versions(self) -> dict:
-        "Clips per folder: recorder version ('6.10') or task ('find-cave'), in natural order."
-        return dict(sorted(Counter(c.folder for c in self.clips).items(), key=lambda kv: _natural(kv[0])))
-
-    def select(self, version: str | None = None, match: str | None = None, limit: int | None = None) -> VPTIndex:
-        "The clips whose folder matches the glob `version` and whose relpath contains (or matches the glob) `match`."
-        clips = [c for c in self.clips if (version is None or fnmatch.fnmatchcase(c.folder, version))
-                 and (match is None or _matches(c.relpath, match))]
-        return VPTIndex(self.path, self.basedir, clips[:limit], self.duplicates)
-
     def __repr__(self):
         return f"VPTIndex({self.path.name}: {len(self)} clips, {self.duplicates} duplicates dropped, from {self.basedir})"
 
+# %% ../nbs/04_vpt.ipynb #ee83120f
+@patch(as_prop=True)
+def versions(self: VPTIndex) -> dict:
+    "Clips per folder: recorder version ('6.10') or task ('find-cave'), in natural order."
+    return dict(sorted(Counter(c.folder for c in self.clips).items(), key=lambda kv: _natural(kv[0])))
+
+# %% ../nbs/04_vpt.ipynb #feb73a16
+@patch
+def select(self: VPTIndex, version: str | None = None, match: str | None = None, limit: int | None = None) -> VPTIndex:
+    "The clips whose folder matches the glob `version` and whose relpath contains (or matches the glob) `match`."
+    clips = [c for c in self.clips if (version is None or fnmatch.fnmatchcase(c.folder, version))
+             and (match is None or _matches(c.relpath, match))]
+    return VPTIndex(self.path, self.basedir, clips[:limit], self.duplicates)
+
+# %% ../nbs/04_vpt.ipynb #ed031f0a
 def load_index(path, basedir: str | None = None, version: str | None = None, match: str | None = None) -> VPTIndex:
     "Read an index file `{basedir, relpaths}`, every entry checked, duplicates dropped; `basedir` replaces the file's."
     path = Path(path)
@@ -118,7 +124,7 @@ def load_index(path, basedir: str | None = None, version: str | None = None, mat
         if rel not in seen: seen.add(rel); clips.append(Clip(rel, base))
     return VPTIndex(path, base, clips, len(d['relpaths']) - len(clips)).select(version, match)
 
-# %% ../nbs/04_vpt.ipynb #d1feeea6
+# %% ../nbs/04_vpt.ipynb #8a35b0a1
 class MissingFile(Exception):
     "The server does not have the file (HTTP 404 or 410)."
 
@@ -130,6 +136,7 @@ class Interrupted(Exception):
 
 class _Retry(Exception): pass
 
+# %% ../nbs/04_vpt.ipynb #c36db8f2
 class _HTTPOnlyRedirects(urllib.request.HTTPRedirectHandler):
     "Follow redirects to http(s) URLs only."
     def redirect_request(self, req, fp, code, msg, headers, newurl):
@@ -141,31 +148,40 @@ _opener = urllib.request.build_opener(_HTTPOnlyRedirects)
 CHUNK = 1 << 16  # bytes per read
 RETRY_STATUS = {408, 425, 429, 500, 502, 503, 504}
 
+# %% ../nbs/04_vpt.ipynb #3c56bcf2
 def part_path(dest) -> Path:
     "Where `dest` is written until it is complete."
     dest = Path(dest)
     return dest.with_name(dest.name + '.part')
 
+# %% ../nbs/04_vpt.ipynb #82da5649
 def _content_range(value) -> tuple:
     "(first byte, total) of a Content-Range header like 'bytes 100-199/200' or 'bytes */200'; None where absent."
     m = re.fullmatch(r'bytes\s+(?:(\d+)-\d+|\*)/(\d+|\*)', (value or '').strip())
     if not m: return None, None
     return (int(m[1]) if m[1] else None), (int(m[2]) if m[2] != '*' else None)
 
-def _fetch_once(url, part: Path, timeout, on_bytes, stop):
-    "One attempt: append the rest of `url` to `part`; `_Retry` on what another attempt may mend."
-    have = part.stat().st_size if part.exists() else 0
+# %% ../nbs/04_vpt.ipynb #f4f84442
+def _open(url, part: Path, have: int, timeout):
+    "The response to a GET of `url` from byte `have` on; None when `part` already holds the whole file."
     req = urllib.request.Request(url, headers={'Range': f'bytes={have}-'} if have else {})
-    try: resp = _opener.open(req, timeout=timeout)
+    try: return _opener.open(req, timeout=timeout)
     except urllib.error.HTTPError as e:
         headers = e.headers; e.close()
         if e.code in (404, 410): raise MissingFile(f"HTTP {e.code} {url}") from None
         if e.code == 416 and have:  # nothing after byte `have`: complete, or the part is longer than the file
-            if _content_range(headers.get('Content-Range'))[1] == have: return
+            if _content_range(headers.get('Content-Range'))[1] == have: return None
             part.unlink(); raise _Retry(f"HTTP 416: the partial file does not fit {url}; starting over") from None
         if e.code in RETRY_STATUS: raise _Retry(f"HTTP {e.code} {url}") from None
         raise DownloadError(f"HTTP {e.code} {e.reason} {url}") from None
     except (OSError, http.client.HTTPException) as e: raise _Retry(f"{getattr(e, 'reason', e)} {url}") from None
+
+# %% ../nbs/04_vpt.ipynb #78b8dc4f
+def _fetch_once(url, part: Path, timeout, on_bytes, stop):
+    "One attempt: append the rest of `url` to `part`; `_Retry` on what another attempt may mend."
+    have = part.stat().st_size if part.exists() else 0
+    resp = _open(url, part, have, timeout)
+    if resp is None: return  # already complete
     with resp:
         if resp.status == 206:
             first, _ = _content_range(resp.headers.get('Content-Range'))
@@ -183,6 +199,7 @@ def _fetch_once(url, part: Path, timeout, on_bytes, stop):
                 if on_bytes: on_bytes(len(chunk))
     if expected is not None and have < expected: raise _Retry(f"connection closed at byte {have} of {expected} {url}")
 
+# %% ../nbs/04_vpt.ipynb #f698f9b3
 def fetch(url: str, dest, retries: int = 4, backoff: float = 0.5, timeout: float = 30.0, on_bytes=None, stop=None) -> int:
     "Download `url` to `dest` through `dest.part` (resumed, retried with exponential backoff); the file's size."
     if urllib.parse.urlsplit(url).scheme not in ('http', 'https'): raise DownloadError(f"not an http(s) URL: {url}")
@@ -226,7 +243,7 @@ def download_clip(clip: Clip, out, retries: int = 4, backoff: float = 0.5, timeo
         mp4.unlink(missing_ok=True); jsonl.unlink(missing_ok=True)
     return rec
 
-# %% ../nbs/04_vpt.ipynb #2b8d5cf3
+# %% ../nbs/04_vpt.ipynb #f049589d
 MANIFEST = 'manifest.jsonl'
 
 def read_manifest(out) -> dict:
@@ -239,6 +256,7 @@ def read_manifest(out) -> dict:
             if isinstance(r, dict) and isinstance(r.get('relpath'), str): recs[r['relpath']] = r
     return recs
 
+# %% ../nbs/04_vpt.ipynb #2bf7bb9c
 def _write_manifest(out: Path, recs: dict):
     tmp = part_path(out / MANIFEST)
     tmp.write_text(''.join(json.dumps(r) + '\n' for r in recs.values()))
@@ -246,6 +264,20 @@ def _write_manifest(out: Path, recs: dict):
 
 def _tally(recs) -> str: return ', '.join(f"{n} {s}" for s, n in Counter(r['status'] for r in recs).most_common())
 
+# %% ../nbs/04_vpt.ipynb #5c9d1b9f
+def _bars(n: int, progress: bool):
+    "(clips bar, bytes bar, on_bytes): `on_bytes(k)` adds `k` to the bytes bar from any thread."
+    bar = tqdm(total=n, desc='clips', unit='clip', disable=not progress)
+    nbytes, lock = tqdm(desc='bytes', unit='B', unit_scale=True, unit_divisor=1024, disable=not progress), threading.Lock()
+    def on_bytes(k):
+        with lock: nbytes.update(k)
+    return bar, nbytes, on_bytes
+
+def _crashed(clip: Clip, e: Exception) -> dict:
+    "The record of a clip whose download raised an unexpected error."
+    return dict(relpath=clip.relpath, status='failed', bytes=0, frames=None, error=f"{type(e).__name__}: {e}", skipped=False)
+
+# %% ../nbs/04_vpt.ipynb #bbf7a5e0
 def download(index, out, limit: int | None = None, workers: int = 4, retries: int = 4, backoff: float = 0.5,
              timeout: float = 30.0, progress: bool = True, stop=None) -> list[dict]:
     "Fetch and verify the first `limit` clips of `index` into `out` with `workers` threads; their manifest records."
@@ -253,11 +285,8 @@ def download(index, out, limit: int | None = None, workers: int = 4, retries: in
     out.mkdir(parents=True, exist_ok=True)
     known = read_manifest(out)
     _write_manifest(out, known)  # one record per clip again, after a run that was cut short
-    stop, lock, done = stop or threading.Event(), threading.Lock(), {}
-    bar = tqdm(total=len(clips), desc='clips', unit='clip', disable=not progress)
-    nbytes = tqdm(desc='bytes', unit='B', unit_scale=True, unit_divisor=1024, disable=not progress)
-    def on_bytes(n):
-        with lock: nbytes.update(n)
+    stop, done = stop or threading.Event(), {}
+    bar, nbytes, on_bytes = _bars(len(clips), progress)
     pool = ThreadPoolExecutor(max(1, workers))
     try:
         with open(out / MANIFEST, 'a') as log:
@@ -266,9 +295,7 @@ def download(index, out, limit: int | None = None, workers: int = 4, retries: in
             for f in as_completed(futures):
                 try: rec = f.result()
                 except Interrupted: continue
-                except Exception as e:  # e.g. a full disk: say so, carry on
-                    rec = dict(relpath=futures[f].relpath, status='failed', bytes=0, frames=None,
-                               error=f"{type(e).__name__}: {e}", skipped=False)
+                except Exception as e: rec = _crashed(futures[f], e)  # e.g. a full disk: say so, carry on
                 done[rec['relpath']] = rec
                 log.write(json.dumps(rec) + '\n'); log.flush()
                 bar.update(1); bar.set_postfix_str(_tally(done.values()))
