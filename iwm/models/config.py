@@ -7,36 +7,42 @@ Docs: https://iwm-project.github.io/iwm/config.html.md"""
 # %% ../../nbs/10_config.ipynb #86bb4a0e
 from __future__ import annotations
 from dataclasses import dataclass, asdict, replace
+from fastcore.basics import patch
 from ..actions import ACTION_NAMES
 from ..data import CONTEXT
 
 # %% auto #0
 __all__ = ['LOSSES', 'CONFIGS', 'WorldModelConfig', 'tiny', 'small', 'seed', 'get_config']
 
-# %% ../../nbs/10_config.ipynb #e3a0f464
+# %% ../../nbs/10_config.ipynb #1c643c4e
 LOSSES = ('l1', 'smooth_l1')
 
 @dataclass
 class WorldModelConfig:
     "Sizes and objective of a world model; `asdict` and `WorldModelConfig(**d)` round-trip it."
     name: str = 'tiny'
+    # the frame and its patches
     img_size: int = 64  # square input frames (pixels)
     patch_size: int = 16
     in_chans: int = 3
     dim: int = 192  # token width D, shared by every component
+    # the encoder
     enc_depth: int = 4
     enc_heads: int = 3
     enc_mlp_ratio: float = 4.0
+    # the action conditioning
     action_dim: int = len(ACTION_NAMES)  # columns of an action vector (28)
     context: int = CONTEXT  # action steps that condition one prediction (25: lines t-24 .. t)
     cross_attn: bool = True  # frame tokens cross-attend to action tokens before the predictor
     cond_depth: int = 2
     cond_heads: int = 3
     cond_mlp_ratio: float = 4.0
+    # the predictor
     adaln: bool = True  # every predictor block is modulated by an action summary (AdaLN-zero)
     pred_depth: int = 4
     pred_heads: int = 3
     pred_mlp_ratio: float = 4.0
+    # the training objective
     ema_start: float = 0.99  # target encoder momentum at step 0, rising to `ema_end`
     ema_end: float = 1.0
     encoder_lr: float = 1.0  # the encoder's learning rate as a multiple of the rest's; 0 keeps it (and so the target) at its initialisation
@@ -45,21 +51,33 @@ class WorldModelConfig:
     rollout_weight: float = 1.0
     change_weight: float = 0.5  # 0: every token counts alike; 1: tokens weigh by how much their target changes
 
-    def __post_init__(self):
-        if self.img_size % self.patch_size: raise ValueError(f"img_size {self.img_size} is not a multiple of patch_size {self.patch_size}")
-        if self.dim % 4: raise ValueError(f"dim {self.dim} must be a multiple of 4 for 2D sin-cos positions")
-        for part in ('enc', 'cond', 'pred'):
-            if self.dim % getattr(self, f'{part}_heads'): raise ValueError(f"dim {self.dim} is not divisible by {part}_heads")
-        if self.loss not in LOSSES: raise ValueError(f"loss {self.loss!r} is not one of {LOSSES}")
-        if self.rollout_steps < 1: raise ValueError("rollout_steps must be at least 1")
-        if not 0 <= self.change_weight <= 1: raise ValueError("change_weight must be in [0, 1]")
-        if not 0 <= self.ema_start <= self.ema_end <= 1: raise ValueError("need 0 <= ema_start <= ema_end <= 1")
-        if self.encoder_lr < 0: raise ValueError(f"encoder_lr {self.encoder_lr} is negative")
+    def __post_init__(self): self._check()
 
-    @property
-    def grid(self) -> tuple[int, int]: return (self.img_size // self.patch_size,) * 2  # patches per (row, column)
-    @property
-    def tokens(self) -> int: return self.grid[0] * self.grid[1]  # N
+# %% ../../nbs/10_config.ipynb #13967c6f
+@patch
+def _check(self: WorldModelConfig):
+    "Raise a `ValueError` naming the fields that do not fit together."
+    if self.img_size % self.patch_size: raise ValueError(f"img_size {self.img_size} is not a multiple of patch_size {self.patch_size}")
+    if self.dim % 4: raise ValueError(f"dim {self.dim} must be a multiple of 4 for 2D sin-cos positions")
+    for part in ('enc', 'cond', 'pred'):
+        if self.dim % getattr(self, f'{part}_heads'): raise ValueError(f"dim {self.dim} is not divisible by {part}_heads")
+    if self.loss not in LOSSES: raise ValueError(f"loss {self.loss!r} is not one of {LOSSES}")
+    if self.rollout_steps < 1: raise ValueError("rollout_steps must be at least 1")
+    if not 0 <= self.change_weight <= 1: raise ValueError("change_weight must be in [0, 1]")
+    if not 0 <= self.ema_start <= self.ema_end <= 1: raise ValueError("need 0 <= ema_start <= ema_end <= 1")
+    if self.encoder_lr < 0: raise ValueError(f"encoder_lr {self.encoder_lr} is negative")
+
+# %% ../../nbs/10_config.ipynb #51983dbb
+@patch(as_prop=True)
+def grid(self: WorldModelConfig) -> tuple[int, int]:
+    "Patches per (row, column)."
+    return (self.img_size // self.patch_size,) * 2
+
+# %% ../../nbs/10_config.ipynb #70b873d4
+@patch(as_prop=True)
+def tokens(self: WorldModelConfig) -> int:
+    "Tokens per frame, N."
+    return self.grid[0] * self.grid[1]
 
 # %% ../../nbs/10_config.ipynb #9a064ca2
 def tiny(**kw) -> WorldModelConfig:
