@@ -77,7 +77,7 @@ def set_rng_state(tensors: dict, meta: dict):
     cuda = [tensors[k] for k in sorted(k for k in tensors if k.startswith('rng.cuda.'))]
     if cuda and torch.cuda.is_available(): torch.cuda.set_rng_state_all(cuda)
 
-# %% ../nbs/20_checkpoint.ipynb #e9662123
+# %% ../nbs/20_checkpoint.ipynb #c4df7a65
 def save_checkpoint(run_dir, step: int, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None = None,
                     state: dict | None = None, keep: int = 3) -> Path:
     "Write `RUN/checkpoints/step-NNNNNNNN/` atomically and keep the last `keep` checkpoints."
@@ -98,11 +98,13 @@ def save_checkpoint(run_dir, step: int, model: torch.nn.Module, optimizer: torch
     for old in list_checkpoints(run_dir)[:-keep] if keep else []: shutil.rmtree(old)
     return final
 
+# %% ../nbs/20_checkpoint.ipynb #a335757b
 def list_checkpoints(run_dir) -> list[Path]:
     "Complete checkpoints of a run, oldest first."
     root = Path(run_dir) / 'checkpoints'
     return sorted(p for p in root.glob('step-*') if p.is_dir() and (p / 'state.json').exists()) if root.exists() else []
 
+# %% ../nbs/20_checkpoint.ipynb #76b36b97
 def _load_tensors(path) -> dict:
     if not path.exists(): raise CheckpointError(f"{path}: missing")
     try: return load_file(str(path))
@@ -113,18 +115,23 @@ def _load_json(path) -> dict:
     try: return json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e: raise CheckpointError(f"{path}: not valid JSON ({e})") from None
 
+# %% ../nbs/20_checkpoint.ipynb #caca6acc
+def _check_fits(path, tensors: dict, own: dict):
+    "Raise a `CheckpointError` unless `tensors` has exactly the names, shapes and dtypes of the model's `own` state."
+    missing, extra = sorted(set(own) - set(tensors)), sorted(set(tensors) - set(own))
+    if missing or extra: raise CheckpointError(f"{path}: model tensors do not match (missing {missing[:3]}, unexpected {extra[:3]})")
+    for k, v in tensors.items():
+        if v.shape != own[k].shape or v.dtype != own[k].dtype:
+            raise CheckpointError(f"{path}: tensor {k!r} is {tuple(v.shape)} {v.dtype}, the model has {tuple(own[k].shape)} {own[k].dtype}")
+
+# %% ../nbs/20_checkpoint.ipynb #c8ed5e69
 def load_checkpoint(path, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None = None,
                     restore_rng: bool = True) -> dict:
     "Load a checkpoint folder into `model` (and `optimizer`); returns its state dict. Never unpickles."
     path = Path(path)
     state = _load_json(path / 'state.json')
     tensors = _load_tensors(path / 'model.safetensors')
-    own = model.state_dict()
-    missing, extra = sorted(set(own) - set(tensors)), sorted(set(tensors) - set(own))
-    if missing or extra: raise CheckpointError(f"{path}: model tensors do not match (missing {missing[:3]}, unexpected {extra[:3]})")
-    for k, v in tensors.items():
-        if v.shape != own[k].shape or v.dtype != own[k].dtype:
-            raise CheckpointError(f"{path}: tensor {k!r} is {tuple(v.shape)} {v.dtype}, the model has {tuple(own[k].shape)} {own[k].dtype}")
+    _check_fits(path, tensors, model.state_dict())
     model.load_state_dict(tensors)
     if optimizer is not None:
         optimizer_from_files(optimizer, _load_tensors(path / 'optimizer.safetensors'), _load_json(path / 'optimizer.json'), path)
