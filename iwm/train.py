@@ -6,44 +6,64 @@ Docs: https://iwm-project.github.io/iwm/train.html.md"""
 
 # %% ../nbs/21_train.ipynb #bb6aca05
 from __future__ import annotations
-import csv, json, math, os, time, warnings
+import csv, inspect, itertools, json, math, os, time, typing, warnings
 from contextlib import nullcontext
-from dataclasses import dataclass, asdict
+from dataclasses import dataclass, asdict, field, fields
 from pathlib import Path
+from typing import Annotated
 import numpy as np
 import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader
+from fastcore.basics import patch
+from fastcore.docments import docments
 from fastcore.script import call_parse
 from tqdm.auto import tqdm
 from .data import StreamingWindows, split_clips, find_clips
 from .checkpoint import save_checkpoint, load_checkpoint, list_checkpoints
 from .models.config import get_config
 from .models.config import WorldModelConfig
-from .models.world_model import WorldModel
+from .models.world_model import WorldModel, ema_schedule
 from .decoder import Decoder, DecoderConfig, decoder_config
 
 # %% auto #0
-__all__ = ['TrainConfig', 'lr_at', 'ema_at', 'param_groups', 'amp_dtype', 'setup_distributed', 'LossModule', 'DecoderLoss',
-           'train_held_clips', 'TrainingError', 'Trainer', 'train_step', 'evaluate', 'MetricLog', 'read_metrics', 'fit',
-           'agree', 'out_of_time', 'run_config', 'load_run', 'load_decoder', 'plot_metrics', 'iwm_train']
+__all__ = ['TrainConfig', 'lr_at', 'param_groups', 'amp_dtype', 'setup_distributed', 'LossModule', 'DecoderLoss',
+           'train_held_clips', 'TrainingError', 'Trainer', 'MetricLog', 'read_metrics', 'run_config', 'load_run',
+           'load_decoder', 'plot_metrics', 'config_options', 'parse_fields', 'iwm_train']
 
 # %% ../nbs/21_train.ipynb #36eb57b5
 @dataclass
 class TrainConfig:
-    "Settings of one training run (the model's own sizes live in its named config)."
-    config: str = 'tiny'; data: str = 'data/crafter'; out: str = 'runs/tiny'
+    "Settings of one training run (the model's own sizes live in its named config; `overrides` sets any of them otherwise)."
+    config: str = 'tiny'  # model config name: tiny, small or seed
+    overrides: dict = field(default_factory=dict)  # fields of the model config set otherwise, e.g. {'encoder_lr': 0.1}
+    data: str = 'data/crafter'  # folder of clips
+    out: str = 'runs/tiny'  # run folder: config, metrics, checkpoints, loss.png
     stage: str = 'world'  # 'world' (the world model) or 'decoder' (a decoder on the frozen world model of run `world`)
     world: str | None = None  # the world-model run a decoder stage reads latents from
     decoder_patch: int | None = None  # a decoder stage's DiT patch in pixels (default: its size's); halving it costs about 4x per frame
     steps: int = 1000  # optimizer steps; also the length of the LR and EMA schedules
     minutes: float | None = None  # time budget: after 6 steps (and every 50 after), `steps` shrinks to what fits, so the schedules finish
-    batch: int = 32; accum: int = 1; lr: float = 1e-3; min_lr: float = 1e-5; weight_decay: float = 0.05
-    warmup: int = 50; grad_clip: float = 1.0; horizon: int = 2
-    workers: int = 0; buffer: int = 512; held_out: float = 0.1; seed: int = 0
+    batch: int = 32  # windows per micro-batch and process
+    accum: int = 1  # micro-batches per optimizer step
+    lr: float = 1e-3  # peak learning rate, reached after `warmup`
+    min_lr: float = 1e-5  # learning rate at the end of the cosine
+    weight_decay: float = 0.05  # AdamW decay, on weight matrices only
+    warmup: int = 50  # steps of linear warmup
+    grad_clip: float = 1.0  # largest gradient norm
+    horizon: int = 2  # frames predicted after each window's first
+    workers: int = 0  # DataLoader workers per process
+    buffer: int = 512  # windows in the training stream's shuffle buffer
+    held_out: float = 0.1  # share of clips kept for evaluation, chosen by a hash of their names
+    seed: int = 0  # seed of the initialisation and of the stream's shuffle
     amp: str = 'auto'  # 'auto' (bf16 where supported), 'bf16' or 'none'
-    compile: bool = False; deterministic: bool = False
-    log_every: int = 10; eval_every: int = 100; eval_batches: int = 4; ckpt_every: int = 100; keep: int = 3
+    compile: bool = False  # run the step under torch.compile
+    deterministic: bool = False  # deterministic kernels only (torch.use_deterministic_algorithms)
+    log_every: int = 10  # steps between metric rows
+    eval_every: int = 100  # steps between held-out evaluations
+    eval_batches: int = 4  # held-out batches per evaluation
+    ckpt_every: int = 100  # steps between checkpoints
+    keep: int = 3  # checkpoints kept on disk
     max_bad_steps: int = 20  # non-finite steps in a row before the run stops
 
 # %% ../nbs/21_train.ipynb #8a5662e3
@@ -53,10 +73,7 @@ def lr_at(step: int, c: TrainConfig) -> float:
     p = min(1.0, (step - c.warmup) / max(1, c.steps - c.warmup))
     return c.min_lr + 0.5 * (c.lr - c.min_lr) * (1 + math.cos(math.pi * p))
 
-def ema_at(step: int, total: int, start: float, end: float = 1.0) -> float:
-    "EMA momentum rising linearly from `start` to `end` over `total` steps."
-    return start + (end - start) * min(1.0, step / max(1, total))
-
+# %% ../nbs/21_train.ipynb #ff178304
 def param_groups(model: torch.nn.Module, weight_decay: float, lr_scale: dict | None = None) -> list[dict]:
     "AdamW groups: decay on weight matrices, none on biases, norms and embeddings; `lr_scale` maps a name prefix to a learning-rate multiple."
     groups = {}
@@ -115,85 +132,137 @@ def train_held_clips(data, held_out: float = 0.1) -> tuple[list[Path], list[Path
     if not held and len(train) > 1: train, held = train[:-1], train[-1:]  # always evaluate on an unseen clip
     return train, held
 
+# %% ../nbs/21_train.ipynb #ffb5cc14
 class TrainingError(RuntimeError):
     "A run that cannot go on (too many non-finite steps in a row); the message names the last good checkpoint."
 
 def _tensors(batch, device): return {k: v.to(device, non_blocking=True) for k, v in batch.items() if torch.is_tensor(v)}
 
+# %% ../nbs/21_train.ipynb #d8cfff68
 class Trainer:
-    "Train a world model on a folder of clips according to a `TrainConfig`."
+    "Train a world model (or, with `stage='decoder'`, a decoder) on a folder of clips according to a `TrainConfig`."
     def __init__(self, c: TrainConfig, resume: bool = False):
         self.c, self.out = c, Path(c.out)
         self.rank, self.world, self.device = setup_distributed()
         torch.manual_seed(c.seed); np.random.seed(c.seed)
         if c.deterministic: torch.use_deterministic_algorithms(True)
-        if c.stage == 'world':
-            self.mcfg = get_config(c.config)
-            self.model = WorldModel(self.mcfg).to(self.device)
-            self.objective = LossModule(self.model)
-        elif c.stage == 'decoder':
-            if not c.world: raise ValueError("the decoder stage needs `world`, the run of a trained world model")
-            world = load_run(c.world, self.device)
-            self.mcfg, self.dcfg = world.cfg, decoder_config(world.cfg, patch_size=c.decoder_patch)
-            self.model = Decoder(self.dcfg).to(self.device)
-            self.objective = DecoderLoss(self.model, world)
-        else: raise ValueError(f"stage {c.stage!r} is not 'world' or 'decoder'")
-        scale = {'encoder.': self.mcfg.encoder_lr} if c.stage == 'world' else None  # the encoder may learn slower
-        self.opt = torch.optim.AdamW(param_groups(self.model, c.weight_decay, scale), lr=c.lr, betas=(0.9, 0.95))
-        net = self.objective
-        if self.world > 1: net = torch.nn.parallel.DistributedDataParallel(net, device_ids=[self.device.index] if self.device.type == 'cuda' else None)
-        self.net = torch.compile(net) if c.compile else net
-        self.amp = amp_dtype(c.amp, self.device)
-        train, held = train_held_clips(c.data, c.held_out)
-        if not train: raise FileNotFoundError(f"{c.data}: no clips to train on")
-        if len(train) < self.world * max(1, c.workers):  # a process (or loader worker) without a clip would wait forever
-            raise ValueError(f"{c.data}: {len(train)} training clips for {self.world} processes x {max(1, c.workers)} loader workers: "
-                             "each needs a clip of its own; add clips or use fewer processes or workers")
-        self.train_clips, self.held_clips = train, held
-        size = self.mcfg.img_size
-        self.train_ds = StreamingWindows(train, size=size, horizon=c.horizon, buffer=c.buffer, seed=c.seed)
-        self.held_ds = StreamingWindows(held, size=size, horizon=c.horizon, buffer=1, seed=c.seed, rank=0, world_size=1)
+        self.make_model()      # .mcfg, .model, .objective
+        self.make_optimizer()  # .opt, .net (under DDP, compiled), .amp
+        self.make_data()       # .train_clips, .held_clips, .train_ds, .held_ds
         self.step, self.epoch, self.batch_in_epoch, self.bad_steps, self.skipped_steps = 0, 0, 0, 0, 0
-        if resume and list_checkpoints(self.out): self.load(list_checkpoints(self.out)[-1])
-        elif (list_checkpoints(self.out) or (self.out / 'metrics.jsonl').exists()) and not resume:
-            raise FileExistsError(f"{self.out}: holds an earlier run; resume it (--resume) or choose another --out")
-        elif resume and self.rank == 0: (self.out / 'metrics.jsonl').unlink(missing_ok=True)  # no checkpoint: starts afresh
-        if self.rank == 0:
-            self.out.mkdir(parents=True, exist_ok=True)
-            model = asdict(self.mcfg) if c.stage == 'world' else dict(asdict(self.dcfg), world=asdict(self.mcfg))
-            (self.out / 'config.json').write_text(json.dumps(dict(train=asdict(c), model=model), indent=1))
+        self.open_run(resume)  # go on from the last checkpoint, or start afresh and write config.json
 
-    def load(self, path):
-        st = load_checkpoint(path, self.model, self.opt)
-        self.step, self.epoch, self.batch_in_epoch = st['step'], st['epoch'], st['batch_in_epoch']
-        self.skipped_steps = st.get('skipped_steps', 0)
+# %% ../nbs/21_train.ipynb #49762257
+@patch
+def make_model(self: Trainer):
+    "The model to train and the objective that calls it, for the run's stage."
+    c = self.c
+    if c.stage == 'world':
+        self.mcfg = get_config(c.config, **c.overrides)
+        self.model = WorldModel(self.mcfg).to(self.device)
+        self.objective = LossModule(self.model)
+    elif c.stage == 'decoder':
+        if not c.world: raise ValueError("the decoder stage needs `world`, the run of a trained world model")
+        if c.overrides: raise ValueError("overrides set fields of a world model's config; a decoder stage takes its world model's")
+        world = load_run(c.world, self.device)
+        self.mcfg, self.dcfg = world.cfg, decoder_config(world.cfg, patch_size=c.decoder_patch)
+        self.model = Decoder(self.dcfg).to(self.device)
+        self.objective = DecoderLoss(self.model, world)
+    else: raise ValueError(f"stage {c.stage!r} is not 'world' or 'decoder'")
 
-    def save(self):
-        if self.rank: return
-        return save_checkpoint(self.out, self.step, self.model, self.opt, keep=self.c.keep,
-                               state=dict(epoch=self.epoch, batch_in_epoch=self.batch_in_epoch, skipped_steps=self.skipped_steps,
-                                          config=asdict(self.c)))
+# %% ../nbs/21_train.ipynb #0f8598c4
+@patch
+def make_optimizer(self: Trainer):
+    "AdamW over the model's parameter groups; the network each step runs; the autocast dtype."
+    c = self.c
+    scale = {'encoder.': self.mcfg.encoder_lr} if c.stage == 'world' else None  # the encoder may learn slower
+    self.opt = torch.optim.AdamW(param_groups(self.model, c.weight_decay, scale), lr=c.lr, betas=(0.9, 0.95))
+    net = self.objective
+    if self.world > 1: net = torch.nn.parallel.DistributedDataParallel(net, device_ids=[self.device.index] if self.device.type == 'cuda' else None)
+    self.net = torch.compile(net) if c.compile else net
+    self.amp = amp_dtype(c.amp, self.device)
 
-    def batches(self):
-        "Training batches forever, epoch after epoch, starting where a resumed run stopped."
-        while True:
-            self.train_ds.set_epoch(self.epoch)
-            dl = DataLoader(self.train_ds, batch_size=self.c.batch, num_workers=self.c.workers, drop_last=True,
-                            persistent_workers=False,  # its own generator: making a loader must not draw from the global RNG,
-                            generator=torch.Generator().manual_seed(self.c.seed + self.epoch))  # which a resume restores
-            n = -1
-            for n, b in enumerate(dl):
-                if n < self.batch_in_epoch: continue  # replaying the stream up to a resumed position
-                self.batch_in_epoch = n + 1
-                yield b
-            if n < 0: raise ValueError(f"{self.c.data}: an epoch of this process's clips gave no batch of {self.c.batch} windows "
-                                       f"(rank {self.rank}, {len(self.train_ds.clips)} clips in all): lower --batch or --horizon, or add clips")
-            self.epoch, self.batch_in_epoch = self.epoch + 1, 0
+# %% ../nbs/21_train.ipynb #e0d19b3d
+@patch
+def make_data(self: Trainer):
+    "The run's training and held-out clips, and the window streams over them."
+    c = self.c
+    train, held = train_held_clips(c.data, c.held_out)
+    if not train: raise FileNotFoundError(f"{c.data}: no clips to train on")
+    if len(train) < self.world * max(1, c.workers):  # a process (or loader worker) without a clip would wait forever
+        raise ValueError(f"{c.data}: {len(train)} training clips for {self.world} processes x {max(1, c.workers)} loader workers: "
+                         "each needs a clip of its own; add clips or use fewer processes or workers")
+    self.train_clips, self.held_clips = train, held
+    size = self.mcfg.img_size
+    self.train_ds = StreamingWindows(train, size=size, horizon=c.horizon, buffer=c.buffer, seed=c.seed)
+    self.held_ds = StreamingWindows(held, size=size, horizon=c.horizon, buffer=1, seed=c.seed, rank=0, world_size=1)
 
-    def autocast(self):
-        return torch.autocast(self.device.type, dtype=self.amp) if self.amp else nullcontext()
+# %% ../nbs/21_train.ipynb #170d8d27
+@patch
+def open_run(self: Trainer, resume: bool = False):
+    "Go on from the last checkpoint of `out`, or start afresh in it; write `config.json`."
+    ckpts = list_checkpoints(self.out)
+    if resume and ckpts: self.load(ckpts[-1])
+    elif (ckpts or (self.out / 'metrics.jsonl').exists()) and not resume:
+        raise FileExistsError(f"{self.out}: holds an earlier run; resume it (--resume) or choose another --out")
+    elif resume and self.rank == 0: (self.out / 'metrics.jsonl').unlink(missing_ok=True)  # no checkpoint: starts afresh
+    if self.rank == 0:
+        self.out.mkdir(parents=True, exist_ok=True)
+        model = asdict(self.mcfg) if self.c.stage == 'world' else dict(asdict(self.dcfg), world=asdict(self.mcfg))
+        (self.out / 'config.json').write_text(json.dumps(dict(train=asdict(self.c), model=model), indent=1))
+
+# %% ../nbs/21_train.ipynb #96cce935
+@patch
+def load(self: Trainer, path):
+    "Restore the model, optimizer, random state and position from checkpoint `path`."
+    st = load_checkpoint(path, self.model, self.opt)
+    self.step, self.epoch, self.batch_in_epoch = st['step'], st['epoch'], st['batch_in_epoch']
+    self.skipped_steps = st.get('skipped_steps', 0)
+
+# %% ../nbs/21_train.ipynb #f1073ef0
+@patch
+def save(self: Trainer):
+    "A checkpoint at this step (rank 0 only), keeping the last `keep`."
+    if self.rank: return
+    return save_checkpoint(self.out, self.step, self.model, self.opt, keep=self.c.keep,
+                           state=dict(epoch=self.epoch, batch_in_epoch=self.batch_in_epoch, skipped_steps=self.skipped_steps,
+                                      config=asdict(self.c)))
+
+# %% ../nbs/21_train.ipynb #0b467bc3
+@patch
+def batches(self: Trainer):
+    "Training batches forever, epoch after epoch, starting where a resumed run stopped."
+    while True:
+        self.train_ds.set_epoch(self.epoch)
+        dl = DataLoader(self.train_ds, batch_size=self.c.batch, num_workers=self.c.workers, drop_last=True,
+                        persistent_workers=False,  # its own generator: making a loader must not draw from the global RNG,
+                        generator=torch.Generator().manual_seed(self.c.seed + self.epoch))  # which a resume restores
+        n = -1
+        for n, b in enumerate(dl):
+            if n < self.batch_in_epoch: continue  # replaying the stream up to a resumed position
+            self.batch_in_epoch = n + 1
+            yield b
+        if n < 0: raise ValueError(f"{self.c.data}: an epoch of this process's clips gave no batch of {self.c.batch} windows "
+                                   f"(rank {self.rank}, {len(self.train_ds.clips)} clips in all): lower --batch or --horizon, or add clips")
+        self.epoch, self.batch_in_epoch = self.epoch + 1, 0
+
+# %% ../nbs/21_train.ipynb #ea603922
+@patch
+def autocast(self: Trainer):
+    "bf16 autocast when `amp` chose it, else nothing."
+    return torch.autocast(self.device.type, dtype=self.amp) if self.amp else nullcontext()
+
+# %% ../nbs/21_train.ipynb #ee4f96a3
+@patch
+def momentum(self: Trainer) -> float:
+    "The target encoder's EMA momentum at this step: the world model's `ema_schedule` over `steps`."
+    if getattr(self, '_ema_at', None) != (self.c.steps, self.step):  # first call, resume, or `steps` refitted to `minutes`
+        self._ema = itertools.islice(ema_schedule(self.mcfg.ema_start, self.mcfg.ema_end, self.c.steps), self.step, None)
+    self._ema_at = (self.c.steps, self.step + 1)  # where the schedule's next value belongs
+    return next(self._ema)
 
 # %% ../nbs/21_train.ipynb #373d9e8d
+@patch
 def train_step(self: Trainer, micro_batches) -> dict:
     "One optimizer step over `accum` micro-batches: forward target + context + loss, update, EMA."
     c, lr = self.c, lr_at(self.step, self.c)
@@ -209,7 +278,7 @@ def train_step(self: Trainer, micro_batches) -> dict:
     names = list(stats) + ['grad_norm']
     values = dict(zip(names, torch.stack([*stats.values(), gnorm.detach().float()]).tolist()))  # the step's one sync
     ok = math.isfinite(values['loss']) and math.isfinite(values['grad_norm'])
-    m = ema_at(self.step, c.steps, self.mcfg.ema_start, self.mcfg.ema_end) if c.stage == 'world' else None
+    m = self.momentum() if c.stage == 'world' else None
     if ok:
         self.opt.step()  # update
         if m is not None and self.model.encoder_trains: self.model.ema_step(m)  # EMA (a fixed encoder and its target are already equal)
@@ -223,9 +292,8 @@ def train_step(self: Trainer, micro_batches) -> dict:
     self.step += 1
     return dict(values, lr=lr, finite=ok, **({} if m is None else dict(ema=m)))
 
-Trainer.train_step = train_step
-
 # %% ../nbs/21_train.ipynb #c3400347
+@patch
 @torch.no_grad()
 def evaluate(self: Trainer) -> dict:
     "Mean loss and diagnostics over the first `eval_batches` held-out batches."
@@ -239,8 +307,6 @@ def evaluate(self: Trainer) -> dict:
         n += 1
     self.model.train()
     return {f'held_{k}': v / max(n, 1) for k, v in tot.items()}
-
-Trainer.evaluate = evaluate
 
 # %% ../nbs/21_train.ipynb #efc44a2c
 class MetricLog:
@@ -269,12 +335,14 @@ class MetricLog:
                 w = csv.DictWriter(f, keys); w.writeheader(); w.writerows(rows)
         if self.tb: self.tb.close()
 
+# %% ../nbs/21_train.ipynb #283b7845
 def read_metrics(run_dir) -> list[dict]:
     "The rows of a run's `metrics.jsonl`."
     p = Path(run_dir) / 'metrics.jsonl'
     return [json.loads(l) for l in p.read_text().splitlines()] if p.exists() else []
 
 # %% ../nbs/21_train.ipynb #f87a3435
+@patch
 def fit(self: Trainer) -> dict:
     "Train until `steps` (or `minutes`), logging, evaluating and checkpointing; returns the last metrics."
     c, log = self.c, MetricLog(self.out, self.rank == 0)
@@ -301,8 +369,8 @@ def fit(self: Trainer) -> dict:
         bar.close(); log.close()
     return last
 
-Trainer.fit = fit
-
+# %% ../nbs/21_train.ipynb #f8acc448
+@patch
 def agree(self: Trainer, x: int, op: str = 'min') -> int:
     "The min (or max) of `x` over every process, so that all of them take the same decision (`x` itself without DDP)."
     if self.world == 1 or not dist.is_initialized(): return int(x)
@@ -310,13 +378,16 @@ def agree(self: Trainer, x: int, op: str = 'min') -> int:
     dist.all_reduce(t, op=dist.ReduceOp.MIN if op == 'min' else dist.ReduceOp.MAX)
     return int(t.item())
 
+# %% ../nbs/21_train.ipynb #d24538d8
+@patch
 def out_of_time(self: Trainer, t_train: float) -> bool:
     "Whether the time budget is spent: on any process, under DDP, so that every process stops at the same step."
     if self.c.minutes is None: return False
     if self.world > 1 and self.step % 10: return False  # under DDP the processes agree every 10 steps, not at every step
     return bool(self.agree(t_train >= self.c.minutes * 60, 'max'))
 
-Trainer.agree, Trainer.out_of_time = agree, out_of_time
+# %% ../nbs/21_train.ipynb #fcee4e1b
+del make_model, make_optimizer, make_data, open_run, load, save, batches, autocast, momentum, train_step, evaluate, fit, agree, out_of_time
 
 # %% ../nbs/21_train.ipynb #2e7e2a19
 def run_config(run) -> dict:
@@ -338,6 +409,7 @@ def load_run(run, device='cpu') -> WorldModel:
     load_checkpoint(_last_checkpoint(run), model, restore_rng=False)
     return model.to(device).eval()
 
+# %% ../nbs/21_train.ipynb #d0ae49c2
 def load_decoder(run, device='cpu') -> Decoder:
     "The decoder trained on a world-model run (`RUN/decoder`), or in a decoder run folder, at its last checkpoint."
     run = Path(run)
@@ -370,41 +442,68 @@ def plot_metrics(run_dir, out=None) -> Path:
     out = Path(out or Path(run_dir) / 'loss.png'); fig.savefig(out, dpi=100); plt.close(fig)
     return out
 
+# %% ../nbs/21_train.ipynb #7536e1af
+def _scalar(t) -> bool: return all(a in (str, int, float, bool, type(None)) for a in (typing.get_args(t) or (t,)))
+
+def config_options(cls, **own):
+    "Decorator: a keyword option for each scalar field of dataclass `cls` (its type, its default, its comment as help) in a `call_parse` function's signature; `own` maps a field to the command line's own (default, help)."
+    hints, docs = typing.get_type_hints(cls), docments(cls)
+    opts = [inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=own.get(f.name, (f.default,))[0],
+                              annotation=Annotated[hints[f.name], own.get(f.name, (None, docs.get(f.name)))[1]])
+            for f in fields(cls) if _scalar(hints[f.name])]
+    def add(func):
+        sig = inspect.signature(func, eval_str=True)
+        mine = [p.replace(kind=p.KEYWORD_ONLY) for p in sig.parameters.values() if p.kind != p.VAR_KEYWORD]
+        func.__signature__ = sig.replace(parameters=[*opts, *mine])
+        return func
+    return add
+
+# %% ../nbs/21_train.ipynb #eab782d8
+def _read_value(k: str, v: str, t):
+    bools = dict(true=True, yes=True, on=True, false=False, no=False, off=False, **{'1': True, '0': False})
+    try:
+        if t is bool: return bools[v.lower()]
+        if t in (int, float, str): return t(v)
+    except (KeyError, ValueError): raise ValueError(f"--set {k}={v!r}: not {'an' if t is int else 'a'} {t.__name__}") from None
+    raise ValueError(f"--set {k}: a field of type {t} cannot be set from the command line")
+
+def parse_fields(s: str | None, cls=WorldModelConfig) -> dict:
+    "'a=1,b=x' as {'a': 1, 'b': 'x'}: fields of dataclass `cls`, each value read as its field's type."
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in fields(cls)]
+    res = {}
+    for item in filter(None, (s or '').split(',')):
+        k, eq, v = (p.strip() for p in item.partition('='))
+        if not eq: raise ValueError(f"--set {item!r}: not FIELD=VALUE")
+        if k not in names: raise ValueError(f"--set: unknown field {k!r} of {cls.__name__} (fields: {', '.join(names)})")
+        res[k] = _read_value(k, v, hints[k])
+    return res
+
 # %% ../nbs/21_train.ipynb #46892962
 @call_parse
-def iwm_train(config: str = 'tiny',  # model config name (tiny, small, seed)
-              data: str = None,  # folder of clips (default data/crafter; for a decoder, the run's)
-              out: str = None,  # run folder: config, metrics, checkpoints, loss.png (default runs/CONFIG; for a decoder, RUN/decoder)
-              stage: str = 'world',  # 'world', or 'decoder' to train a decoder on the world model of --world
-              world: str = None,  # the trained world-model run a decoder stage decodes
-              decoder_patch: int = None,  # a decoder's DiT patch in pixels (default: the config's, 8 at 64x64)
-              steps: int = None,  # optimizer steps and schedule length (default 1000; when resuming, the run's own)
-              minutes: float = None,  # stop after this much training time
-              resume: bool = False,  # continue from the run's last checkpoint (with its saved settings)
-              batch: int = 32, accum: int = 1, lr: float = 1e-3, weight_decay: float = 0.05, warmup: int = 50,
-              horizon: int = 2, workers: int = 0, seed: int = 0,
-              amp: str = 'auto',  # auto, bf16 or none
-              compile: bool = False, deterministic: bool = False,
-              eval_every: int = 100, ckpt_every: int = 100, log_every: int = 10, keep: int = 3):
+@config_options(TrainConfig, data=(None, f"folder of clips (default {TrainConfig.data}; for a decoder, its world model's)"),
+                out=(None, "run folder: config, metrics, checkpoints, loss.png (default runs/CONFIG; for a decoder, WORLD/decoder)"),
+                steps=(None, f"optimizer steps and schedule length (default {TrainConfig.steps}; when resuming, the run's own)"))
+def iwm_train(resume: bool = False,  # continue from the run's last checkpoint (with its saved settings)
+              set: str = None,  # fields of the model config set otherwise, e.g. encoder_lr=0.1,rollout_steps=4
+              **kw):
     "Train a world model (or, with --stage decoder, its decoder) on VPT-format clips; under torchrun, with DDP on every process."
-    if stage == 'decoder':
-        if not world: raise SystemExit("iwm-train: --stage decoder needs --world RUN, a trained world-model run")
-        try: wcfg = run_config(world)
-        except FileNotFoundError as e: raise SystemExit(f"iwm-train: {e}")
-        out, data, config = out or str(Path(world) / 'decoder'), data or wcfg['train']['data'], wcfg['train']['config']
-    elif stage != 'world': raise SystemExit(f"iwm-train: --stage must be 'world' or 'decoder', not {stage!r}")
-    elif decoder_patch: raise SystemExit("iwm-train: --decoder-patch is for --stage decoder")
-    out, data = out or f'runs/{config}', data or 'data/crafter'
-    saved = Path(out) / 'config.json'
-    if resume and saved.exists():
-        c = TrainConfig(**json.loads(saved.read_text())['train'])
-        c.steps, c.minutes = steps or c.steps, minutes  # the saved schedule length unless --steps changes it
-    else:
-        c = TrainConfig(config=config, data=data, out=out, stage=stage, world=world, decoder_patch=decoder_patch, steps=steps or 1000, minutes=minutes, batch=batch, accum=accum, lr=lr,
-                        weight_decay=weight_decay, warmup=warmup, horizon=horizon, workers=workers, seed=seed, amp=amp,
-                        compile=compile, deterministic=deterministic, eval_every=eval_every, ckpt_every=ckpt_every,
-                        log_every=log_every, keep=keep)
-    try: tr = Trainer(c, resume=resume)
+    try:
+        if kw['stage'] == 'decoder':
+            if not kw['world']: raise ValueError("--stage decoder needs --world RUN, a trained world-model run")
+            w = run_config(kw['world'])['train']
+            kw.update(out=kw['out'] or str(Path(kw['world']) / 'decoder'), data=kw['data'] or w['data'], config=w['config'])
+            if set: raise ValueError("--set is for a world model; a decoder stage takes its world model's config")
+        elif kw['stage'] != 'world': raise ValueError(f"--stage must be 'world' or 'decoder', not {kw['stage']!r}")
+        elif kw['decoder_patch']: raise ValueError("--decoder-patch is for --stage decoder")
+        kw['out'] = kw['out'] or f"runs/{kw['config']}"
+        saved = Path(kw['out']) / 'config.json'
+        if resume and saved.exists():
+            if set: raise ValueError("--set changes the model; a resumed run keeps its own")
+            c = TrainConfig(**json.loads(saved.read_text())['train'])
+            c.steps, c.minutes = kw['steps'] or c.steps, kw['minutes']  # the saved schedule length unless --steps changes it
+        else: c = TrainConfig(**{k: v for k, v in kw.items() if v is not None}, overrides=parse_fields(set))
+        tr = Trainer(c, resume=resume)
     except (ValueError, FileNotFoundError, FileExistsError) as e: raise SystemExit(f"iwm-train: {e}")  # settings or data, not a bug
     last = tr.fit()
     if tr.rank == 0:

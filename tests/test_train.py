@@ -1,4 +1,4 @@
-"iwm-train end to end on real Crafter clips: exact resume after SIGKILL, and DDP under a real two-process torchrun."
+"iwm-train end to end on real Crafter clips: exact resume after SIGKILL, DDP under a real two-process torchrun, and `--set` on the model config."
 import json, os, socket, subprocess, sys
 from pathlib import Path
 import pytest
@@ -84,3 +84,48 @@ def test_clear_errors_instead_of_waiting_forever(clips, tmp_path):
     tr = Trainer(TrainConfig(data=str(clips), out=str(tmp_path / 'b'), batch=10_000, steps=2, amp='none'))
     with pytest.raises(ValueError, match=r'gave no batch of 10000 windows'):
         tr.fit()
+
+
+def test_set_reaches_the_saved_model(clips, tmp_path):
+    "`--set` fields are the model's: saved with the run (train overrides and model config), and `load_run` rebuilds that model."
+    from iwm.train import load_run
+    run = tmp_path / 'set'
+    p = _train(['--data', str(clips), '--out', str(run), '--steps', '2', *COMMON,
+                '--set', 'encoder_lr=0.1,rollout_steps=1,cross_attn=false'])
+    assert p.wait(timeout=300) == 0, p.stderr.read()[-2000:]
+    saved = json.loads((run / 'config.json').read_text())
+    assert saved['train']['overrides'] == {'encoder_lr': 0.1, 'rollout_steps': 1, 'cross_attn': False}
+    assert (saved['model']['encoder_lr'], saved['model']['rollout_steps'], saved['model']['cross_attn']) == (0.1, 1, False)
+    assert saved['model']['dim'] == 192 and saved['train']['steps'] == 2  # the rest is tiny's and the command line's
+    wm = load_run(run)  # cross_attn=False drops the conditioner's cross-attention: a tiny model's weights would not load
+    assert (wm.cfg.encoder_lr, wm.cfg.rollout_steps, wm.cfg.cross_attn) == (0.1, 1, False)
+
+
+@pytest.mark.parametrize('arg, msg', [
+    ('foo=1', "iwm-train: --set: unknown field 'foo' of WorldModelConfig (fields: name, img_size, "),
+    ('encoder_lr=abc', "iwm-train: --set encoder_lr='abc': not a float"),
+    ('rollout_steps=0', "iwm-train: rollout_steps must be at least 1")])
+def test_set_errors_are_one_line(clips, tmp_path, arg, msg):
+    r = subprocess.run([str(BIN / 'iwm-train'), '--data', str(clips), '--out', str(tmp_path / 'x'), '--set', arg],
+                       capture_output=True, text=True, timeout=120, env=dict(os.environ, OMP_NUM_THREADS='1'))
+    assert r.returncode in (1, 2) and 'Traceback' not in r.stderr, r.stderr[-2000:]
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(msg), r.stderr
+    assert not (tmp_path / 'x').exists()  # nothing was written
+
+
+def test_help_has_every_setting():
+    "The options are TrainConfig's fields, each with a help line (its comment) and the field's default."
+    from dataclasses import fields
+    from fastcore.script import anno_parser
+    from iwm.train import TrainConfig, iwm_train
+    p = anno_parser(iwm_train.__wrapped__)
+    helps = {a.dest: a.help for a in p._actions}
+    assert set(helps) >= {f.name for f in fields(TrainConfig)} - {'overrides'} | {'resume', 'set'}
+    assert [k for k, h in helps.items() if not h or h.startswith('(default')] == []  # a help of its own, not just a default
+    r = subprocess.run([str(BIN / 'iwm-train'), '--help'], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    help_ = ' '.join(r.stdout.split())
+    assert '--set (str) fields of the model config set otherwise' in help_
+    assert '--batch (int) windows per micro-batch and process (default: 32)' in help_
+    assert '--max-bad-steps (int) non-finite steps in a row before the run stops (default: 20)' in help_
