@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install demo test test-slow bench lab docs chromium readme check clean
+.PHONY: install demo reproduce nbs test test-slow bench lab docs chromium readme check clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -13,6 +13,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	@touch $(STAMP)
 
+## The virtual environment .venv with iwm and its dev tools (nbdev, Jupyter, pytest)
 install: $(STAMP)
 
 ## The main job on the embedded default: record Crafter clips, read them back, write runs/demo/
@@ -23,13 +24,17 @@ demo: $(STAMP)
 reproduce: $(STAMP)
 	$(BIN)/iwm-reproduce --out runs/reference --data data/reference
 
-## Every quick test: the notebooks (nbdev-test); every page of the docs site rendered into _docs/ (the index and the
-## viewer executed in full, the others as nbdev's docs build runs them); tests/ (pytest), tests/test_docs.py on that
-## site in headless Chromium. With CI=true, also `check`.
+## Run every notebook in place and save it with its outputs (tools/nbs.py: the cells nbdev-test runs, and the
+## quickstart's slow ones; then nbdev-clean). `python tools/nbs.py 30_decoder index` runs only those.
+nbs: $(STAMP)
+	$(BIN)/python tools/nbs.py --jobs 2
+
+## Every quick test: the notebooks (nbdev-test); the docs site rendered into _docs/ from the stored outputs (nothing
+## executed); tests/ (pytest), tests/test_docs.py on that site in headless Chromium. With CI=true, also `check`.
 test: $(STAMP) chromium
 	@if [ "$${CI:-}" = "true" ]; then $(MAKE) --no-print-directory check; fi
 	$(BIN)/nbdev-test --n-workers 2
-	$(BIN)/python tools/docs.py --out _docs --no-exec --execute index 50_viewer
+	$(BIN)/python tools/docs.py --out _docs
 	IWM_DOCS=_docs $(BIN)/pytest -q tests
 
 ## The long tests: notebook cells marked `#| slow` and pytest tests marked slow
@@ -37,6 +42,7 @@ test-slow: $(STAMP)
 	$(BIN)/nbdev-test --n-workers 2 --flags slow
 	$(BIN)/pytest -q -m slow tests
 
+## The benchmarks in bench/: video decoding, data loading, training, imagination and planning speed
 bench: $(STAMP)
 	$(BIN)/python bench/video.py
 	$(BIN)/python bench/data.py
@@ -44,10 +50,12 @@ bench: $(STAMP)
 	$(BIN)/python bench/imagine.py
 	$(BIN)/python bench/plan.py
 
+## JupyterLab on the notebooks
 lab: $(STAMP)
 	$(BIN)/jupyter lab nbs
 
-## The documentation site in _docs/: nbdev-docs where Quarto is installed, else tools/docs.py (no Quarto; runs every notebook)
+## The documentation site in _docs/ from the notebooks' stored outputs, nothing executed: nbdev-docs where Quarto is
+## installed, else tools/docs.py (nbdev's processing, then nbconvert)
 docs: $(STAMP)
 	@if command -v quarto >/dev/null 2>&1; then $(BIN)/nbdev-docs; else $(BIN)/python tools/docs.py --out _docs; fi
 
@@ -61,10 +69,12 @@ chromium:
 	  echo "installing$$pkgs"; $$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq $$pkgs; \
 	fi
 
+## README.md from the notebooks (tools/readme.py)
 readme: $(STAMP)
 	$(BIN)/python tools/readme.py
 
-## Fails when the notebooks, the library and README.md disagree, or a notebook is not clean
+## Fails when the notebooks, the library and README.md disagree, a notebook is not clean, or a notebook's stored
+## outputs are incomplete or hold an error (tools/nbs.py --check)
 check: $(STAMP)
 	$(BIN)/nbdev-export
 	$(BIN)/nbdev-clean
@@ -72,6 +82,8 @@ check: $(STAMP)
 	@changed=$$(git status --porcelain --untracked-files=all -- iwm nbs README.md); \
 	if [ -n "$$changed" ]; then echo "nbdev-export / nbdev-clean / tools/readme.py changed files:"; echo "$$changed"; \
 	  git --no-pager diff --stat -- iwm nbs README.md; exit 1; fi
+	$(BIN)/python tools/nbs.py --check
 
+## Remove what the docs build and the tests leave: _docs/, nbdev's _proc/, the npm cache
 clean:
 	rm -rf _docs _proc .docs_cache .pytest_cache
