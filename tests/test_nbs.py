@@ -78,14 +78,14 @@ def test_run_stores_outputs_in_place_and_names_a_failing_cell(tmp_path):
     write_nb(tmp_path, '01_ok.ipynb', [code('import os\nx = 20'), code('x + 1', result('stale')), code('#| slow\nx + 2', result('stale')),
                                        code("print(os.path.basename(os.getcwd()))"), code('#| eval: false\n1/0')])
     write_nb(tmp_path, '02_bad.ipynb', [code('x = 1'), code("raise ValueError('no good')")])
-    rc, lines = run_tool('01_ok', '--nbs', tmp_path)
-    assert rc == 0, lines
+    rc, lines = run_tool('01_ok', '02_bad', '--nbs', tmp_path)  # both run; the failure is named at the end
+    assert rc == 1 and lines[-1] == f'{tmp_path}/02_bad.ipynb: cell 1: ValueError: no good', lines
+    assert f'{tmp_path}/01_ok.ipynb: ran in' in '\n'.join(lines) and f'{tmp_path}/02_bad.ipynb: FAILED in' in '\n'.join(lines)
     nb = json.loads((tmp_path / '01_ok.ipynb').read_text())
     outs = [c['outputs'] for c in nb['cells']]
     assert ''.join(outs[1][0]['data']['text/plain']) == '21' and outs[2] == [] and outs[4] == []  # skipped cells keep no old output
     assert ''.join(outs[3][0]['text']) == f'{tmp_path.name}\n'  # run from the notebook's own folder
     assert all(c['execution_count'] is None and c['metadata'] == {} for c in nb['cells'])  # nbdev-clean ran
-    rc, lines = run_tool('02_bad', '--nbs', tmp_path)
-    assert rc == 1 and lines == [f'{tmp_path}/02_bad.ipynb: cell 1: ValueError: no good'], lines
+    assert json.loads((tmp_path / '02_bad.ipynb').read_text())['cells'][1]['outputs'] == []  # a failed notebook is left as it was
     rc, lines = run_tool('03_nothing', '--nbs', tmp_path)
     assert rc == 1 and 'no notebook 03_nothing' in lines[-1]

@@ -7,10 +7,11 @@ A notebook runs with nbclient from its own folder and runs the cells `nbdev-test
 those flagged with a `tst_flags` flag (pyproject.toml), except the flags that `FORCE` below runs for that notebook.
 Widget state goes into the notebook's metadata (`widgets`: nbdev-clean keeps it, nbdev's docs processing passes it
 on, and the page's widget manager draws the views from it offline), trimmed to the widgets the outputs show.
-A failing cell stops the run with one line naming the notebook and the cell (0-based, counting every cell).
+A failing cell stops its notebook (left as it was); the run goes on with the others, then fails with one line per
+failure naming the notebook and the cell (0-based, counting every cell).
 """
-import argparse, ast, json, os, re, sys
-from concurrent.futures import ProcessPoolExecutor
+import argparse, ast, json, os, re, sys, time
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -117,7 +118,12 @@ def check(path, rel, shown):
     return res
 
 
-def _execute(a): execute(*a); return a[1]
+def _execute(args):
+    "Worker: (seconds, None) or (seconds, the one-line error)"
+    t0 = time.time()
+    try: execute(*args); err = None
+    except Failed as e: err = str(e)
+    return time.time() - t0, err
 
 
 def main(argv=None):
@@ -129,19 +135,21 @@ def main(argv=None):
     a = ap.parse_args(argv)
     nbs = Path(a.nbs).resolve()
     show = lambda f: str(f.relative_to(ROOT)) if f.is_relative_to(ROOT) else str(f)
-    try:
-        nbf = notebooks(nbs, a.names)
-        if a.check:
-            problems = [p for rel, f in nbf.items() for p in check(f, rel, show(f))]
-            print('\n'.join(problems) or f'nbs: {len(nbf)} notebooks, every output stored and none an error')
-            return 1 if problems else 0
-        threads = max(1, (os.cpu_count() or 1) // a.jobs)
-        with ProcessPoolExecutor(a.jobs) as pool:
-            for rel in pool.map(_execute, [(f, rel, show(f), threads) for rel, f in nbf.items()]): print(f'ran {rel}', flush=True)
-    except Failed as e:
-        print(e, file=sys.stderr)
-        return 1
-    return 0
+    try: nbf = notebooks(nbs, a.names)
+    except Failed as e: sys.exit(str(e))
+    if a.check:
+        problems = [p for rel, f in nbf.items() for p in check(f, rel, show(f))]
+        print('\n'.join(problems) or f'nbs: {len(nbf)} notebooks, every output stored and none an error')
+        return 1 if problems else 0
+    threads, errors = max(1, (os.cpu_count() or 1) // a.jobs), []  # every notebook runs; the failures are listed at the end
+    with ProcessPoolExecutor(a.jobs) as pool:
+        futs = {pool.submit(_execute, (f, rel, show(f), threads)): show(f) for rel, f in nbf.items()}
+        for fut in as_completed(futs):
+            secs, err = fut.result()
+            print(f"{futs[fut]}: {'FAILED' if err else 'ran'} in {secs:.0f} s", flush=True)
+            if err: errors.append(err)
+    print('\n'.join(errors), file=sys.stderr)
+    return 1 if errors else 0
 
 
 if __name__ == '__main__': sys.exit(main())
