@@ -4,7 +4,7 @@ CI runs the notebooks with `nbdev-test --save`, which writes what each cell prin
 this compares every notebook in the working tree with the one committed at REF (default HEAD). Cells compare by
 their outputs' kinds and text, with every number masked: numbers move with the CPU, threads and timings, but a
 changed message, table, column, shape or a vanished output means the stored book no longer matches the code.
-Pictures compare by kind only. Cells nbdev-test did not run (`#| slow`, `#| eval: false`) keep their stored
+Pictures compare by kind only; stderr (warnings, progress bars) is not compared. Cells nbdev-test did not run (`#| slow`, `#| eval: false`) keep their stored
 outputs and so compare equal.
 
     python tools/stale.py [--ref HEAD] [NOTEBOOK ...]
@@ -35,6 +35,7 @@ def signature(cell):
         else: outs.append(o)
     sig = []
     for o in outs:
+        if o.get('output_type') == 'stream' and o.get('name') == 'stderr': continue  # warnings and progress bars
         kinds = sorted(k for k in o.get('data', {}) if not k.startswith('application/vnd.jupyter.widget'))
         text = ADDRESS.sub('@', NUMBER.sub('#', _text(o)))
         sig.append((o.get('output_type'), tuple(kinds), re.sub(r'\s+', ' ', text).strip()))
