@@ -57,53 +57,76 @@ def decoder_report(world, dec, train_clips, held_clips, out, horizon: int = 8, w
     strip = rollout_strip(d, Path(out) / 'strip.png', rows=2, title='held-out: real | decoded real latent | decoded imagined')
     return dict(windows=len(batch['frame']), reconstruction=recon, imagination=imagination_metrics(d), strip=str(strip))
 
-# %% ../nbs/90_demo.ipynb #9f6a98ba
+# %% ../nbs/90_demo.ipynb #c4d62d6c
+def _record_and_read(data, out: Path, episodes: int, steps: int, seed: int, progress: bool) -> dict:
+    "Record clips into `data`, read them back as windows and draw `clips.png`; the summary's counts."
+    recorded = record(data, episodes, steps, seed, progress=progress)
+    names = {r['name'] for r in recorded}
+    clips = [c for c in sorted(Path(data).glob('*.mp4')) if c.stem in names]
+    ds = ClipWindows(clips, size=64)
+    counts = Counter(CRAFTER_ACTIONS[i] for a in ds.actions for i in crafter_action(a.numpy()))
+    return dict(clips=len(ds.clips), frames=int(sum(ds.lengths)), windows=len(ds), skipped=[m for _, m in ds.skipped],
+                actions=dict(counts.most_common()), sheet=str(contact_sheet(clips, out / 'clips.png')))
+
+# %% ../nbs/90_demo.ipynb #860280bc
+def _train_world(data, out: Path, train_minutes: float, train_steps: int, batch: int) -> tuple:
+    "Train a tiny world model afresh into `out/model`; (its trainer, the summary's `train` entry)."
+    tc = TrainConfig(config='tiny', data=str(data), out=str(out / 'model'), steps=train_steps, minutes=train_minutes,
+                     batch=batch, eval_every=50, ckpt_every=100, log_every=10)
+    shutil.rmtree(tc.out, ignore_errors=True)  # each demo trains afresh
+    tr = Trainer(tc)
+    last = tr.fit()
+    return tr, dict(steps=tr.step, minutes=train_minutes, loss=last.get('loss'),
+                    held_loss=next((r['held_loss'] for r in reversed(read_metrics(tc.out)) if 'held_loss' in r), None),
+                    held_clips=[p.stem for p in tr.held_clips], curve=str(plot_metrics(tc.out)))
+
+# %% ../nbs/90_demo.ipynb #02e6072c
+def _train_decoder(tr: Trainer, data, out: Path, decoder_minutes: float, train_steps: int, batch: int) -> dict:
+    "Train a decoder on the frozen world model of `tr` into `out/model/decoder`; the summary's `decoder` entry."
+    dc = TrainConfig(stage='decoder', world=str(out / 'model'), data=str(data), out=str(out / 'model' / 'decoder'), steps=train_steps,
+                     minutes=decoder_minutes, batch=batch, eval_every=50, ckpt_every=100, log_every=10)
+    dtr = Trainer(dc)
+    dtr.fit()
+    return dict(steps=dtr.step, minutes=decoder_minutes, curve=str(plot_metrics(dc.out)),
+                **decoder_report(tr.model.eval(), dtr.model.eval(), tr.train_clips, tr.held_clips, out))
+
+# %% ../nbs/90_demo.ipynb #e8a9af50
+def _append_to_report(out: Path, title: str, text: str):
+    "Add a section `title` holding the preformatted `text` to `out`'s report.md and report.html."
+    with open(out / 'report.md', 'a') as f: f.write(f'\n## {title}\n\n```\n' + text + '\n```\n')
+    h = (out / 'report.html').read_text().replace('</body></html>', f'<h2>{title}</h2><pre>' + text + '</pre></body></html>')
+    (out / 'report.html').write_text(h)
+
+# %% ../nbs/90_demo.ipynb #e0067cec
+def _plan_into_report(world: str, out: Path, plan_goals: int, progress: bool) -> dict:
+    "Plan toward `plan_goals` held-out goals 4 steps ahead and add the table to the report; the summary's planning entries."
+    pc = PlanConfig(samples=64, iters=3, elite=8, actions=tuple(MOVES))
+    p = plan_run(world, ks=(4,), episodes=plan_goals, c=pc, out=out, progress=progress)
+    title = f"Planning (CEM over the 4 moves, {pc.samples} samples x horizon {pc.horizon} x {pc.iters} iterations, warm-started)"
+    _append_to_report(out, title, format_planning(p))
+    return dict(planning=p['k'], cost_rank=p['cost_rank'])
+
+# %% ../nbs/90_demo.ipynb #7bf30c8b
 def run_demo(data='data/crafter', out='runs/demo', episodes: int = 8, steps: int = 300, seed: int = 0,
              train_minutes: float = 4.0, train_steps: int = 2000, batch: int = 16, decoder_minutes: float = 3.0,
              eval_horizon: int = 16, eval_windows: int = 128, plan_goals: int = 10, progress: bool = True) -> dict:
     "Record clips into `data`, read them back, train a tiny world model and its decoder, and write the demo's outputs into `out`."
     t0, out = time.time(), Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    recorded = record(data, episodes, steps, seed, progress=progress)
-    names = {r['name'] for r in recorded}
-    clips = [c for c in sorted(Path(data).glob('*.mp4')) if c.stem in names]
-    ds = ClipWindows(clips, size=64)
-    counts = Counter(CRAFTER_ACTIONS[i] for a in ds.actions for i in crafter_action(a.numpy()))
-    summary = dict(clips=len(ds.clips), frames=int(sum(ds.lengths)), windows=len(ds), skipped=[m for _, m in ds.skipped],
-                   actions=dict(counts.most_common()), sheet=str(contact_sheet(clips, out / 'clips.png')),
-                   seconds=round(time.time() - t0, 1))
+    summary = dict(_record_and_read(data, out, episodes, steps, seed, progress), seconds=round(time.time() - t0, 1))
     if train_minutes:
-        tc = TrainConfig(config='tiny', data=str(data), out=str(out / 'model'), steps=train_steps, minutes=train_minutes,
-                         batch=batch, eval_every=50, ckpt_every=100, log_every=10)
-        shutil.rmtree(tc.out, ignore_errors=True)  # each demo trains afresh
-        tr = Trainer(tc)
-        last = tr.fit()
-        summary['train'] = dict(steps=tr.step, minutes=train_minutes, loss=last.get('loss'),
-                                held_loss=next((r['held_loss'] for r in reversed(read_metrics(tc.out)) if 'held_loss' in r), None),
-                                held_clips=[p.stem for p in tr.held_clips], curve=str(plot_metrics(tc.out)))
-        if decoder_minutes:
-            dc = TrainConfig(stage='decoder', world=tc.out, data=str(data), out=str(out / 'model' / 'decoder'), steps=train_steps,
-                             minutes=decoder_minutes, batch=batch, eval_every=50, ckpt_every=100, log_every=10)
-            dtr = Trainer(dc)
-            dtr.fit()
-            summary['decoder'] = dict(steps=dtr.step, minutes=decoder_minutes, curve=str(plot_metrics(dc.out)),
-                                      **decoder_report(tr.model.eval(), dtr.model.eval(), tr.train_clips, tr.held_clips, out))
-        m = evaluate_run(tc.out, out=out, horizon=eval_horizon, windows=eval_windows)
+        tr, summary['train'] = _train_world(data, out, train_minutes, train_steps, batch)
+        world = str(out / 'model')
+        if decoder_minutes: summary['decoder'] = _train_decoder(tr, data, out, decoder_minutes, train_steps, batch)
+        m = evaluate_run(world, out=out, horizon=eval_horizon, windows=eval_windows)
         summary['eval'] = dict(report=str(out / 'report.html'), windows=m['windows'], moving_share=m['moving_share'],
                                ratios=m['ratios'], retrieval_mrr=m['retrieval_mrr'], probes=m['probes'])
-        if plan_goals:
-            pc = PlanConfig(samples=64, iters=3, elite=8, actions=tuple(MOVES))
-            p = plan_run(tc.out, ks=(4,), episodes=plan_goals, c=pc, out=out, progress=progress)
-            summary['planning'], summary['cost_rank'] = p['k'], p['cost_rank']
-            title = f"Planning (CEM over the 4 moves, {pc.samples} samples x horizon {pc.horizon} x {pc.iters} iterations, warm-started)"
-            with open(out / 'report.md', 'a') as f: f.write(f'\n## {title}\n\n```\n' + format_planning(p) + '\n```\n')
-            h = (out / 'report.html').read_text().replace('</body></html>', f'<h2>{title}</h2><pre>'
-                                                         + format_planning(p) + '</pre></body></html>')
-            (out / 'report.html').write_text(h)
+        if plan_goals: summary.update(_plan_into_report(world, out, plan_goals, progress))
     summary['seconds'] = round(time.time() - t0, 1)
     (out / 'summary.json').write_text(json.dumps(summary, indent=2))
     return summary
 
+# %% ../nbs/90_demo.ipynb #72756613
 @call_parse
 def iwm_demo(data: str = 'data/crafter',  # folder for recorded clips
              out: str = 'runs/demo',  # folder for the demo's outputs
@@ -128,7 +151,7 @@ def iwm_demo(data: str = 'data/crafter',  # folder for recorded clips
     if 'eval' in s: print(f"report: {s['eval']['report']}")
     print(f"wrote {s['sheet']} and {Path(out) / 'summary.json'} in {s['seconds']} s")
 
-# %% ../nbs/90_demo.ipynb #755939b9
+# %% ../nbs/90_demo.ipynb #00d28827
 def run_reference(out='runs/reference', data='data/reference', episodes: int = 48, held_episodes: int = 8, steps: int = 500,
                   config: str | None = None, train_minutes: float = 60.0, decoder_minutes: float = 20.0, batch: int = 32,
                   goals: int = 50, plan: PlanConfig = PlanConfig(actions=tuple(MOVES)), decoder_windows: int = 64, eval_windows: int = 256,
@@ -156,6 +179,7 @@ def run_reference(out='runs/reference', data='data/reference', episodes: int = 4
     (out / 'summary.json').write_text(json.dumps(summary, indent=2))
     return summary
 
+# %% ../nbs/90_demo.ipynb #4dab39ea
 @call_parse
 def iwm_reproduce(out: str = 'runs/reference',  # run folder
                   data: str = 'data/reference',  # clips: DATA/train and DATA/held (other seeds)
