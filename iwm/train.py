@@ -360,10 +360,12 @@ def fit(self: Trainer) -> dict:
                 fits = self.step + int((c.minutes * 60 - t_train) / ((t_train - t_first) / (self.step - start - 1)))  # to the budget,
                 c.steps = bar.total = min(planned, max(self.agree(fits, 'min'), self.step + 1))  # again every 50 steps as the step time settles
             if self.step % c.eval_every == 0 or self.step == c.steps: row.update(self.evaluate())
-            if self.step % c.log_every == 0 or 'held_loss' in row or not row['finite']: log.write(row)
+            logged = self.step % c.log_every == 0 or 'held_loss' in row or not row['finite']
+            if logged: log.write(row)
             if self.step % c.ckpt_every == 0: self.save()
             bar.update(1); bar.set_postfix(loss=f"{row['loss']:.4f}", lr=f"{row['lr']:.1e}", refresh=False)
             last = row
+        if last and not logged: log.write(last)  # the last step is always in the metrics, however early time ran out
         if self.step % c.ckpt_every: self.save()  # the final state
     finally:
         bar.close(); log.close()
@@ -426,6 +428,7 @@ def plot_metrics(run_dir, out=None) -> Path:
     import matplotlib; matplotlib.use('Agg')
     import matplotlib.pyplot as plt
     rows = read_metrics(run_dir)
+    if not rows: raise ValueError(f'{run_dir}: no metrics to plot (metrics.jsonl has no rows)')
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.5))
     s = [r['step'] for r in rows]
     a.plot(s, [r['loss'] for r in rows], label='train loss')
