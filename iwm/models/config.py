@@ -99,5 +99,5 @@ CONFIGS = dict(tiny=tiny, small=small, seed=seed)
 
 def get_config(name: str, **kw) -> WorldModelConfig:
     "The named config, with any field overridden by keyword."
-    if name not in CONFIGS: raise KeyError(f"no config {name!r}; choose from {sorted(CONFIGS)}")
+    if name not in CONFIGS: raise ValueError(f"no config {name!r}; choose from {sorted(CONFIGS)}")
     return CONFIGS[name](**kw)
