@@ -23,7 +23,8 @@ from .decoder import decode_windows, imagination_metrics, rollout_strip
 # %% auto #0
 __all__ = ['CONDITIONS', 'FACINGS', 'LAMBDAS', 'eval_clips', 'sample_windows', 'moving_steps', 'latent_errors', 'latent_report',
            'clip_latents', 'retrieval_mrr', 'probe_truth', 'probe_features', 'Ridge', 'probe_scores', 'probe_report',
-           'plot_latent_errors', 'plot_decoded', 'rollout_animation', 'write_report', 'evaluate_run', 'iwm_eval']
+           'plot_latent_errors', 'plot_decoded', 'rollout_animation', 'write_report', 'eval_metrics', 'eval_report',
+           'evaluate_run', 'iwm_eval']
 
 # %% ../nbs/40_evaluate.ipynb #f6a19363
 def eval_clips(run, data=None) -> tuple[list[Path], list[Path]]:
@@ -150,6 +151,7 @@ def probe_features(z: torch.Tensor, grid: int = 4) -> torch.Tensor:
     x = z.transpose(1, 2).reshape(M, D, g, g).float()
     return F.adaptive_avg_pool2d(x, min(grid, g)).flatten(1)
 
+# %% ../nbs/40_evaluate.ipynb #06803410
 LAMBDAS = (1e-2, 1e-1, 1.0, 10.0, 1e2, 1e3, 1e4, 1e5)
 
 class Ridge:
@@ -178,6 +180,7 @@ class Ridge:
     def predict(self, X: torch.Tensor) -> torch.Tensor:
         return (torch.cat([(X - self.mu) / self.sd, torch.ones(len(X), 1)], 1).double() @ self.W).float()
 
+# %% ../nbs/40_evaluate.ipynb #f08cdcfd
 def _r2(pred, y):
     "Mean R² over columns of y that vary."
     var = y.var(0); keep = var > 1e-8
@@ -260,6 +263,7 @@ def plot_decoded(im: dict, out) -> Path:
     fig.tight_layout(); out = Path(out); fig.savefig(out, dpi=100); plt.close(fig)
     return out
 
+# %% ../nbs/40_evaluate.ipynb #9be9468e
 def rollout_animation(d: dict, out, windows: int = 4, scale: int = 3) -> Path:
     "A GIF: for each step ahead, real (top) over decoded imagined (bottom), for the first `windows` windows side by side."
     from PIL import Image
@@ -298,61 +302,78 @@ def write_report(blocks: list, out_dir, title: str = 'iwm evaluation') -> tuple[
     (out_dir / 'report.md').write_text('\n'.join(md)); (out_dir / 'report.html').write_text('\n'.join(ht) + '</body></html>\n')
     return out_dir / 'report.md', out_dir / 'report.html'
 
-# %% ../nbs/40_evaluate.ipynb #88dd842b
-def _pick(xs, hs): return [xs[h - 1] for h in hs if h <= len(xs)]
-
-def evaluate_run(run, data=None, out=None, horizon: int = 16, windows: int = 256, decode_windows_n: int = 16,
+# %% ../nbs/40_evaluate.ipynb #42f48ed7
+def eval_metrics(run, data=None, horizon: int = 16, windows: int = 256, decode_windows_n: int = 16,
                  decode_horizon: int = 8, device=None, seed: int = 0) -> dict:
-    "Evaluate a trained run on held-out clips: latent errors, retrieval, probes, decoded frames; writes metrics and a report."
+    "Every metric of a trained run on held-out clips: latent errors, retrieval, probes, decoded frames (and the decoded windows, as `_decoded`)."
     device = torch.device(device or ('cuda' if torch.cuda.is_available() else 'cpu'))
-    out = Path(out or Path(run) / 'eval'); out.mkdir(parents=True, exist_ok=True)
     world = load_run(run, device)
     fit_clips, clips = eval_clips(run, data)
     if not clips: raise ValueError(f"{run}: no clips to evaluate on (no held-out clips and no --data)")
     ds, idx, other = sample_windows(clips, world.cfg.img_size, horizon, windows)
     rep = latent_report(world, ds, idx, other)
     m = {k: v for k, v in rep.items() if not k.startswith('_')}
-    m['clips'] = [c.stem for c in ds.clips]; m['skipped'] = [msg for _, msg in ds.skipped]
+    m.update(run=str(run), clips=[c.stem for c in ds.clips], skipped=[msg for _, msg in ds.skipped], encoder_trains=world.encoder_trains)
     m['retrieval_mrr'] = retrieval_mrr(world, ds, idx, rep['_first'])
     m['probes'] = probe_report(world, fit_clips, ds, idx, rep['_first'], seed=seed)
-    hs = [h for h in (1, 4, 8, 16) if h <= horizon]
-    blocks = [('p', f"Run {run}: {len(ds.clips)} evaluation clips, {len(idx)} windows of {horizon} steps; "
-                    f"{m['moving_share']:.0%} of steps have the player moving.")]
-    blocks += [('h', 'Latent error (L1) vs steps ahead'),
-               ('table', ['condition', 'steps'] + [f'h={h}' for h in hs],
-                [[k, s] + _pick(m['l1'][k][s], hs) for s in ('all', 'moving', 'still') for k in CONDITIONS]),
-               ('table', ['ratio'] + [f'h={h}' for h in hs], [[k] + _pick(v, hs) for k, v in m['ratios'].items()]),
-               ('img', plot_latent_errors(m, out / 'latent_error.png'), 'latent L1 vs steps ahead'),
-               ('h', 'Cosine similarity to the target'),
-               ('table', ['condition', 'steps'] + [f'h={h}' for h in hs],
-                [[k, s] + _pick(m['cos'][k][s], hs) for s in ('all', 'moving') for k in CONDITIONS]),
-               ('h', 'Retrieval'), ('p', f"mean reciprocal rank of the true next latent among the clip's frames: "
-                                         f"model {m['retrieval_mrr']['model']:.3f}, copy-last {m['retrieval_mrr']['copy_last']:.3f}")]
-    if m['probes']:
-        keys = list(m['probes']['trained'])
-        blocks += [('h', 'Linear probes'), ('table', ['latents'] + keys, [[k] + [v.get(x, float('nan')) for x in keys] for k, v in m['probes'].items()])]
-        if not world.encoder_trains:
-            blocks += [('p', "This model's encoder is fixed at its random initialisation (`encoder_lr=0`), so its target latents are the random "
-                             "encoder's and those two rows agree by construction; the predicted row shows how much of the next frame's "
-                             "ground truth the imagined latents keep.")]
-    dec_dir = Path(run) / 'decoder'
-    if (dec_dir / 'config.json').exists():
-        dec = load_decoder(run, device)
-        K = min(decode_horizon, horizon)
+    if (Path(run) / 'decoder' / 'config.json').exists():
+        dec, K = load_decoder(run, device), min(decode_horizon, horizon)
         sel = idx[np.linspace(0, len(idx) - 1, min(decode_windows_n, len(idx))).astype(int)]
         b = default_collate([ds[int(k)] for k in sel])
         b = dict(frame=b['frame'], targets=b['targets'][:, :K], actions=b['actions'][:, :world.cfg.context + K - 1])
-        d = decode_windows(world, dec, b, seed=seed)
-        m['decoded'] = imagination_metrics(d)
-        blocks += [('h', 'Decoded frames'),
-                   ('table', ['frames', 'metric'] + [f'h={h}' for h in m['decoded']['horizons']],
-                    [[k, s] + m['decoded'][k][s] for k in ('imagined', 'decoded_real', 'copy_first') for s in ('psnr', 'ssim')]),
-                   ('img', plot_decoded(m['decoded'], out / 'decoded.png'), 'decoded PSNR and SSIM vs steps ahead'),
-                   ('img', rollout_strip(d, out / 'rollouts.png', rows=3), 'real | decoded real latent | decoded imagined'),
-                   ('img', rollout_animation(d, out / 'rollout.gif'), 'real (top) and imagined (bottom), step by step')]
-    (out / 'metrics.json').write_text(json.dumps(m, indent=1))
-    write_report(blocks, out)
+        m['_decoded'] = decode_windows(world, dec, b, seed=seed)
+        m['decoded'] = imagination_metrics(m['_decoded'])
     return m
+
+# %% ../nbs/40_evaluate.ipynb #947b154b
+def _pick(xs, hs): return [xs[h - 1] for h in hs if h <= len(xs)]
+
+def _decoded_blocks(m: dict, out: Path) -> list:
+    "Report blocks of the decoded frames: table and plot, then strips and animation when `m` holds the decoded windows."
+    d = m['decoded']
+    blocks = [('h', 'Decoded frames'),
+              ('table', ['frames', 'metric'] + [f'h={h}' for h in d['horizons']],
+               [[k, s] + d[k][s] for k in ('imagined', 'decoded_real', 'copy_first') for s in ('psnr', 'ssim')]),
+              ('img', plot_decoded(d, out / 'decoded.png'), 'decoded PSNR and SSIM vs steps ahead')]
+    if '_decoded' in m:
+        blocks += [('img', rollout_strip(m['_decoded'], out / 'rollouts.png', rows=3), 'real | decoded real latent | decoded imagined'),
+                   ('img', rollout_animation(m['_decoded'], out / 'rollout.gif'), 'real (top) and imagined (bottom), step by step')]
+    return blocks
+
+# %% ../nbs/40_evaluate.ipynb #723946dd
+def eval_report(m: dict, out) -> tuple[Path, Path]:
+    "Write the report of `eval_metrics`'s dict `m` (or a saved `metrics.json`) into folder `out`: plots, pictures, report.md and report.html."
+    out = Path(out); out.mkdir(parents=True, exist_ok=True)
+    H = len(m['horizons']); hs = [h for h in (1, 4, 8, 16) if h <= H]
+    steps = lambda name, ss: ('table', ['condition', 'steps'] + [f'h={h}' for h in hs], [[k, s] + _pick(m[name][k][s], hs) for s in ss for k in CONDITIONS])
+    blocks = [('p', f"Run {m['run']}: {len(m['clips'])} evaluation clips, {m['windows']} windows of {H} steps; "
+                    f"{m['moving_share']:.0%} of steps have the player moving."),
+              ('h', 'Latent error (L1) vs steps ahead'), steps('l1', ('all', 'moving', 'still')),
+              ('table', ['ratio'] + [f'h={h}' for h in hs], [[k] + _pick(v, hs) for k, v in m['ratios'].items()]),
+              ('img', plot_latent_errors(m, out / 'latent_error.png'), 'latent L1 vs steps ahead'),
+              ('h', 'Cosine similarity to the target'), steps('cos', ('all', 'moving')),
+              ('h', 'Retrieval'), ('p', f"mean reciprocal rank of the true next latent among the clip's frames: "
+                                        f"model {m['retrieval_mrr']['model']:.3f}, copy-last {m['retrieval_mrr']['copy_last']:.3f}")]
+    if m['probes']:
+        keys = list(m['probes']['trained'])
+        blocks += [('h', 'Linear probes'), ('table', ['latents'] + keys, [[k] + [v.get(x, float('nan')) for x in keys] for k, v in m['probes'].items()])]
+        if not m['encoder_trains']:
+            blocks += [('p', "This model's encoder is fixed at its random initialisation (`encoder_lr=0`), so its target latents are the random "
+                             "encoder's and those two rows agree by construction; the predicted row shows how much of the next frame's "
+                             "ground truth the imagined latents keep.")]
+    if 'decoded' in m: blocks += _decoded_blocks(m, out)
+    return write_report(blocks, out)
+
+# %% ../nbs/40_evaluate.ipynb #674b33e4
+def evaluate_run(run, data=None, out=None, horizon: int = 16, windows: int = 256, decode_windows_n: int = 16,
+                 decode_horizon: int = 8, device=None, seed: int = 0) -> dict:
+    "Evaluate a trained run on held-out clips (`eval_metrics`); write `metrics.json` and the report (`eval_report`) to `out` (default RUN/eval)."
+    m = eval_metrics(run, data, horizon, windows, decode_windows_n, decode_horizon, device, seed)
+    out = Path(out or Path(run) / 'eval'); out.mkdir(parents=True, exist_ok=True)
+    saved = {k: v for k, v in m.items() if not k.startswith('_')}
+    (out / 'metrics.json').write_text(json.dumps(saved, indent=1))
+    eval_report(m, out)
+    return saved
 
 # %% ../nbs/40_evaluate.ipynb #4c252753
 @call_parse

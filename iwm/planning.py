@@ -12,6 +12,7 @@ from pathlib import Path
 import av
 import numpy as np
 import torch
+from fastcore.basics import patch
 from fastcore.script import call_parse, store_true
 from .actions import COL, actions_from_jsonl, read_jsonl
 from .crafter import CRAFTER_ACTIONS, MOVES, crafter_action_vectors, frame_hash, load_truth, make_env
@@ -36,7 +37,7 @@ PLAN_ACTIONS = ('noop', 'move_left', 'move_right', 'move_up', 'move_down', 'do')
 @dataclass
 class PlanConfig:
     "Settings of the CEM planner."
-    horizon: int = 4  # steps imagined per plan (the reference model plans better and 3x cheaper at 4 than at 6)
+    horizon: int = 4  # steps imagined per plan
     samples: int = 256
     iters: int = 4
     elite: int = 32
@@ -45,85 +46,93 @@ class PlanConfig:
     actions: tuple = PLAN_ACTIONS
     share_prefixes: bool = True  # imagine each distinct prefix of the sampled sequences once per plan
     warm: float = 0.2  # share of uniform mixed into the previous plan's shifted distribution to start the next (1: every plan starts uniform)
-    compile: bool = False  # torch.compile the world model's step (dynamic batch): about 1.2x faster plans on CPU after a one-off compile of about a minute
+    compile: bool = False  # torch.compile the world model's step (dynamic batch): faster plans after a one-off compile (`bench/plan.py --compile`)
 
+# %% ../nbs/41_planning.ipynb #0bc61d24
 class CEMPlanner:
     "Cross-entropy-method planning over discrete action sequences in a world model's latent space."
     def __init__(self, world: WorldModel, c: PlanConfig = PlanConfig(), vectors: torch.Tensor | None = None):
         self.world, self.c = world, c
         self.dev = next(world.parameters()).device
-        self.step = torch.compile(world.step, dynamic=True) if c.compile else world.step  # what imagining calls
+        fast = (lambda f: torch.compile(f, dynamic=True)) if c.compile else (lambda f: f)
+        self.step, self.step_keys = fast(world.step), fast(world.step_keys)  # what imagining calls
         allv = torch.from_numpy(crafter_action_vectors()) if vectors is None else vectors
         self.vectors = (allv[[CRAFTER_ACTIONS.index(a) for a in c.actions]] if vectors is None else allv).float().to(self.dev)  # (A, 28)
 
-    @torch.no_grad()
-    def imagine(self, z: torch.Tensor, history: torch.Tensor, seqs: torch.Tensor, cache: dict | None = None) -> torch.Tensor:
-        "Latents (S, H, N, D) of sequences `seqs` (S, H) of action indices from z_t (1, N, D) after lines `history` (24, 28)."
-        if not self.c.share_prefixes: return self.imagine_each(z, history, seqs)
-        S, H = seqs.shape
-        A, ctx, hist = len(self.vectors), self.world.cfg.context, history.to(self.dev)
-        if A ** H >= 2 ** 62: raise ValueError(f"{A} actions over horizon {H}: prefixes do not fit 64-bit codes")
-        cache = {} if cache is None else cache  # depth k -> (sorted codes of the prefixes of length k+1 imagined so far, their latents)
-        if 'table' not in cache:  # the action keys of every history line and every action at every position, made once
-            cache['table'] = self.world.action_keys(torch.cat([hist, self.vectors])[:, None].expand(-1, ctx, -1))  # (24+A, ctx, F)
-        table, pos = cache['table'], torch.arange(ctx, device=self.dev)
-        code, out = torch.zeros(S, dtype=torch.long, device=seqs.device), []
-        for k in range(H):
-            code = code * A + seqs[:, k]  # each sample's prefix of length k+1, as a number in base A
-            keys, lat = cache.get(k, (code[:0], z[:0]))
-            uniq = torch.unique(code)  # sorted
-            new = uniq[~torch.isin(uniq, keys)]  # prefixes never imagined: one step each, from their parent's latent
-            if len(new):
-                pkeys, plat = cache[k - 1] if k else (None, None)
-                parent = z.expand(len(new), -1, -1) if k == 0 else plat[torch.searchsorted(pkeys, new // A)]
-                digits = torch.stack([new // A ** (k - j) % A for j in range(k + 1)], 1)  # (P, k+1): the prefix's actions
-                rows = torch.cat([torch.arange(len(hist), device=self.dev).expand(len(new), -1), len(hist) + digits], 1)[:, -ctx:]
-                step = self.step(parent, keys=table[rows, pos])  # the window's lines, gathered from the table
-                keys, order = torch.cat([keys, new]).sort()
-                lat = torch.cat([lat, step])[order]
-                cache[k] = (keys, lat)
-            out.append(lat[torch.searchsorted(keys, code)])  # (S, N, D)
-        return torch.stack(out, 1)
+# %% ../nbs/41_planning.ipynb #520de304
+@patch
+@torch.no_grad()
+def imagine_each(self: CEMPlanner, z: torch.Tensor, history: torch.Tensor, seqs: torch.Tensor) -> torch.Tensor:
+    "Latents (S, H, N, D) of sequences `seqs` (S, H) of action indices from z_t (1, N, D) after lines `history` (24, 28): every sample rolled out."
+    acts = torch.cat([history[None].expand(len(seqs), -1, -1).to(self.dev), self.vectors[seqs]], 1)  # (S, 24+H, 28)
+    return self.world.imagine(z, acts, step=self.step)
 
-    @torch.no_grad()
-    def imagine_each(self, z: torch.Tensor, history: torch.Tensor, seqs: torch.Tensor) -> torch.Tensor:
-        "`imagine` without sharing: every sample rolled out on its own (the baseline of `bench/plan.py`)."
-        S, H = seqs.shape
-        ctx = self.world.cfg.context
-        acts = torch.cat([history[None].expand(S, -1, -1).to(self.dev), self.vectors[seqs]], 1)  # (S, 24+H, 28)
-        zs, out = z.expand(S, -1, -1), []
-        for k in range(H):
-            zs = self.step(zs, acts[:, k:k + ctx]); out.append(zs)
-        return torch.stack(out, 1)
+# %% ../nbs/41_planning.ipynb #759c2f42
+@patch
+def costs(self: CEMPlanner, lat: torch.Tensor, goal: torch.Tensor) -> torch.Tensor:
+    "Cost per sequence from imagined latents (S, H, N, D) and the goal's (1, N, D)."
+    d = (lat - goal[:, None]).abs().mean((-1, -2))  # (S, H)
+    return d.min(1).values if self.c.cost == 'min' else d[:, -1]
 
-    def costs(self, lat: torch.Tensor, goal: torch.Tensor) -> torch.Tensor:
-        "Cost per sequence from imagined latents (S, H, N, D) and the goal's (1, N, D)."
-        d = (lat - goal[:, None]).abs().mean((-1, -2))  # (S, H)
-        return d.min(1).values if self.c.cost == 'min' else d[:, -1]
+# %% ../nbs/41_planning.ipynb #5369cd45
+@patch
+@torch.no_grad()
+def plan(self: CEMPlanner, z: torch.Tensor, history: torch.Tensor, goal: torch.Tensor, generator: torch.Generator | None = None,
+         init: torch.Tensor | None = None) -> tuple[torch.Tensor, float]:
+    "The best sequence (H,) of action indices found, and its cost; CEM starts from `init` (H, A), by default uniform."
+    c, A = self.c, len(self.vectors)
+    probs = torch.full((c.horizon, A), 1.0 / A) if init is None else init.clone()
+    best, best_cost, cache = None, float('inf'), {}  # the cache keeps every imagined prefix across iterations
+    for _ in range(c.iters):
+        seqs = torch.multinomial(probs, c.samples, replacement=True, generator=generator).T  # (S, H)
+        s = seqs.to(self.dev)
+        lat = self.imagine(z, history, s, cache) if c.share_prefixes else self.imagine_each(z, history, s)  # (S, H, N, D)
+        cost = self.costs(lat, goal).cpu()
+        order = cost.argsort()
+        if cost[order[0]] < best_cost: best, best_cost = seqs[order[0]], float(cost[order[0]])
+        elite = seqs[order[:c.elite]]  # (E, H)
+        freq = torch.nn.functional.one_hot(elite, A).float().mean(0)  # (H, A)
+        probs = (1 - c.floor) * freq + c.floor / A
+    self.probs = probs  # the last refit, for `shifted`
+    return best, best_cost
 
-    @torch.no_grad()
-    def plan(self, z: torch.Tensor, history: torch.Tensor, goal: torch.Tensor, generator: torch.Generator | None = None,
-             init: torch.Tensor | None = None) -> tuple[torch.Tensor, float]:
-        "The best sequence (H,) of action indices found, and its cost; CEM starts from `init` (H, A), by default uniform."
-        c, A = self.c, len(self.vectors)
-        probs = torch.full((c.horizon, A), 1.0 / A) if init is None else init.clone()
-        best, best_cost, cache = None, float('inf'), {}  # the cache keeps every imagined prefix across iterations
-        for _ in range(c.iters):
-            seqs = torch.multinomial(probs, c.samples, replacement=True, generator=generator).T  # (S, H)
-            cost = self.costs(self.imagine(z, history, seqs.to(self.dev), cache), goal).cpu()
-            order = cost.argsort()
-            if cost[order[0]] < best_cost: best, best_cost = seqs[order[0]], float(cost[order[0]])
-            elite = seqs[order[:c.elite]]  # (E, H)
-            freq = torch.nn.functional.one_hot(elite, A).float().mean(0)  # (H, A)
-            probs = (1 - c.floor) * freq + c.floor / A
-        self.probs = probs  # the last refit, for `shifted`
-        return best, best_cost
+# %% ../nbs/41_planning.ipynb #d3ffbadc
+@patch
+def shifted(self: CEMPlanner) -> torch.Tensor:
+    "The last plan's distribution one step on, a uniform step appended, mixed with `warm` uniform (H, A)."
+    A = len(self.vectors)
+    nxt = torch.cat([self.probs[1:], torch.full((1, A), 1.0 / A)])  # (H, A)
+    return (1 - self.c.warm) * nxt + self.c.warm / A
 
-    def shifted(self) -> torch.Tensor:
-        "Where the next step's plan starts (receding horizon): the last plan's distribution one step on, a uniform step appended, mixed with `warm` uniform."
-        A = len(self.vectors)
-        nxt = torch.cat([self.probs[1:], torch.full((1, A), 1.0 / A)])  # (H, A)
-        return (1 - self.c.warm) * nxt + self.c.warm / A
+# %% ../nbs/41_planning.ipynb #da229f84
+@patch
+@torch.no_grad()
+def imagine(self: CEMPlanner, z: torch.Tensor, history: torch.Tensor, seqs: torch.Tensor, cache: dict | None = None) -> torch.Tensor:
+    "`imagine_each`'s latents (S, H, N, D), each distinct prefix of `seqs` imagined once; `cache` keeps them across calls."
+    S, H = seqs.shape
+    A, ctx, hist = len(self.vectors), self.world.cfg.context, history.to(self.dev)
+    if A ** H >= 2 ** 62: raise ValueError(f"{A} actions over horizon {H}: prefixes do not fit 64-bit codes")
+    cache = {} if cache is None else cache  # depth k -> (sorted codes of the prefixes of length k+1 imagined so far, their latents)
+    if 'table' not in cache:  # the action keys of every history line and every action at every position, made once
+        cache['table'] = self.world.action_keys(torch.cat([hist, self.vectors])[:, None].expand(-1, ctx, -1))  # (24+A, ctx, F)
+    table, pos = cache['table'], torch.arange(ctx, device=self.dev)
+    code, out = torch.zeros(S, dtype=torch.long, device=seqs.device), []
+    for k in range(H):
+        code = code * A + seqs[:, k]  # each sample's prefix of length k+1, as a number in base A
+        keys, lat = cache.get(k, (code[:0], z[:0]))
+        uniq = torch.unique(code)  # sorted
+        new = uniq[~torch.isin(uniq, keys)]  # prefixes never imagined: one step each, from their parent's latent
+        if len(new):
+            pkeys, plat = cache[k - 1] if k else (None, None)
+            parent = z.expand(len(new), -1, -1) if k == 0 else plat[torch.searchsorted(pkeys, new // A)]
+            digits = torch.stack([new // A ** (k - j) % A for j in range(k + 1)], 1)  # (P, k+1): the prefix's actions
+            rows = torch.cat([torch.arange(len(hist), device=self.dev).expand(len(new), -1), len(hist) + digits], 1)[:, -ctx:]
+            step = self.step_keys(parent, table[rows, pos])  # the window's lines, gathered from the table
+            keys, order = torch.cat([keys, new]).sort()
+            lat = torch.cat([lat, step])[order]
+            cache[k] = (keys, lat)
+        out.append(lat[torch.searchsorted(keys, code)])  # (S, N, D)
+    return torch.stack(out, 1)
 
 # %% ../nbs/41_planning.ipynb #24602c8c
 @dataclass
@@ -153,6 +162,7 @@ def goals(clips, k: int, n: int, context: int = 25, seed: int = 0) -> list[Goal]
     rng = np.random.default_rng(seed)
     return [cands[i] for i in sorted(rng.choice(len(cands), min(n, len(cands)), replace=False))] if cands else []
 
+# %% ../nbs/41_planning.ipynb #4e250588
 class ReplayMismatch(RuntimeError):
     "The live game did not reproduce the recorded frame."
 
@@ -202,14 +212,6 @@ def pursue(goal: Goal, method: str, world: WorldModel | None = None, planner: CE
     return dict(success=False, steps=step + 1, plan_s=float(np.mean(times)))
 
 # %% ../nbs/41_planning.ipynb #5322d32c
-def _imagine_lines(world: WorldModel, z: torch.Tensor, acts: torch.Tensor) -> torch.Tensor:
-    "Latents (S, k, N, D) imagined from z_t (1, N, D) along S sequences of action lines (S, 24 + k, A), history first."
-    ctx, out = world.cfg.context, []
-    z = z.expand(len(acts), -1, -1)
-    for j in range(acts.shape[1] - ctx + 1):
-        z = world.step(z, acts[:, j:j + ctx]); out.append(z)
-    return torch.stack(out, 1)
-
 @torch.no_grad()
 def cost_rank(goal: Goal, world: WorldModel, planner: CEMPlanner, n: int = 256, seed: int = 0, z_goal: torch.Tensor | None = None) -> float:
     "Share of `n` random sequences of the planner's actions that the imagined cost ranks above the recorded actions toward `goal` (ties half)."
@@ -221,7 +223,7 @@ def cost_rank(goal: Goal, world: WorldModel, planner: CEMPlanner, n: int = 256, 
     rand = planner.vectors[torch.randint(len(planner.vectors), (n, goal.k), generator=g).to(dev)]  # (n, k, 28)
     seqs = torch.cat([lines[goal.t:goal.t + goal.k][None], rand])  # (1 + n, k, 28): the recorded actions first
     acts = torch.cat([lines[goal.t - ctx + 1:goal.t][None].expand(n + 1, -1, -1), seqs], 1)  # (1 + n, 24 + k, 28)
-    cost = planner.costs(_imagine_lines(world, world.encode(frames[:1]), acts), z_goal).cpu()
+    cost = planner.costs(world.imagine(world.encode(frames[:1]), acts), z_goal).cpu()  # (1 + n,)
     return float(((cost[1:] < cost[0]).sum() + 0.5 * (cost[1:] == cost[0]).sum()) / n)
 
 # %% ../nbs/41_planning.ipynb #8b35699e
@@ -247,7 +249,7 @@ def cost_check(goal: Goal, world: WorldModel, planner: CEMPlanner, n: int = 63, 
     vectors = torch.from_numpy(crafter_action_vectors()).float().to(dev)
     hist = torch.from_numpy(actions_from_jsonl(goal.clip.with_suffix('.jsonl'))[goal.t - ctx + 1:goal.t]).float().to(dev)
     acts = torch.cat([hist[None].expand(len(seqs), -1, -1), vectors[torch.tensor(seqs, device=dev)]], 1)  # (S, 24 + k, 28)
-    lat = _imagine_lines(world, world.encode(model_frame(obs, size)[None].to(dev)), acts)  # (S, k, N, D)
+    lat = world.imagine(world.encode(model_frame(obs, size)[None].to(dev)), acts)  # (S, k, N, D)
     def first_choice(cost):  # share of the cost's minimisers that reach the goal
         best = cost == cost.min()
         return float(hits[best].float().mean())
@@ -281,6 +283,7 @@ def plan_run(run, data=None, ks=(4, 8), episodes: int = 50, c: PlanConfig = Plan
     if out: Path(out).mkdir(parents=True, exist_ok=True); (Path(out) / 'planning.json').write_text(json.dumps(res, indent=1))
     return res
 
+# %% ../nbs/41_planning.ipynb #bcabc695
 def format_planning(res: dict) -> str:
     "The planning results as a table."
     lines = [f"{'k':>3} {'method':<14}{'goals':>6}{'success':>9}{'steps':>7}{'s/action':>10}"]

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 import ipywidgets as W
 from PIL import Image as PILImage
+from fastcore.basics import patch
 from .actions import ACTION_NAMES, COL, N_BUTTONS, CAMERA_SCALER, describe_action, line_vector
 from .data import scan_clip
 from .video import read_frames
@@ -158,6 +159,7 @@ def _context_actions(actions: np.ndarray, t: int, horizon: int, context: int) ->
     if lo < 0: a = np.concatenate([np.zeros((-lo, a.shape[1]), a.dtype), a])
     return torch.from_numpy(np.ascontiguousarray(a, np.float32))[None]
 
+# %% ../nbs/50_viewer.ipynb #f8b20fda
 @torch.no_grad()
 def imagine(world: WorldModel, clip: ClipData, t: int, horizon: int = 16, actions: np.ndarray | None = None,
             decoder=None, seed: int = 0, steps: int | None = None) -> Rollout:
@@ -239,56 +241,66 @@ class RolloutViewer:
     @property
     def current(self) -> ClipData: return self.clips[self.clip.value]
 
-    def actions(self) -> np.ndarray:
-        "The clip's actions with this viewer's edits applied."
-        t = self.start.value
-        H = min(self.H, len(self.current) - 1 - t)
-        all_ = None if self.replace.value == RECORDED else self.replace.value
-        return edit_actions(self.current.actions, t, H, all_, {k: v for k, v in self.edits.items() if k <= H})
+# %% ../nbs/50_viewer.ipynb #4a8a6fab
+@patch
+def actions(self: RolloutViewer) -> np.ndarray:
+    "The clip's actions with this viewer's edits applied."
+    t = self.start.value
+    H = min(self.H, len(self.current) - 1 - t)
+    all_ = None if self.replace.value == RECORDED else self.replace.value
+    return edit_actions(self.current.actions, t, H, all_, {k: v for k, v in self.edits.items() if k <= H})
 
-    def imagine(self):
-        "Imagine again from the current clip, start frame and actions; keep the current step."
-        self.rollout = imagine(self.world, self.current, self.start.value, self.H, self.actions(), self.decoder,
-                               self.seed, self.steps)
-        self.step.max = self.play.max = self.rollout.horizon
-        self.show(self.step.value)
+@patch
+def imagine(self: RolloutViewer):
+    "Imagine again from the current clip, start frame and actions; keep the current step."
+    self.rollout = imagine(self.world, self.current, self.start.value, self.H, self.actions(), self.decoder,
+                           self.seed, self.steps)
+    self.step.max = self.play.max = self.rollout.horizon
+    self.show(self.step.value)
 
-    def show(self, k: int):
-        "Show step `k` of the current rollout."
-        r = self.rollout
-        k = min(k, r.horizon)
-        self.play.value = k
-        self.image.value = rollout_png(r, k, self.scale)
-        self.plot.value = error_plot_png(r, k)
-        self.curve = error_curve(r, k)
-        self._quiet = True
-        self.step_action.value = self.edits.get(k, RECORDED)
-        self._quiet = False
-        if k == 0: act, err = '(start frame)', ''
-        else: act, err = action_html(r.actions[k - 1]), f'latent L1 {r.error[k - 1]:.3f} (copy-last {r.copy_last[k - 1]:.3f})'
-        edited = ' <b>edited actions</b>' if self.replace.value != RECORDED or self.edits else ''
-        self.info.value = (f'<code>{r.clip}</code> frame {r.t} + step {k}: real | imagined{edited}. {err}'
-                           f'<div>action taken to reach this step:</div>{act}')
+# %% ../nbs/50_viewer.ipynb #be2d0b66
+@patch
+def show(self: RolloutViewer, k: int):
+    "Show step `k` of the current rollout."
+    r = self.rollout
+    k = min(k, r.horizon)
+    self.play.value = k
+    self.image.value = rollout_png(r, k, self.scale)
+    self.plot.value = error_plot_png(r, k)
+    self.curve = error_curve(r, k)
+    self._quiet = True
+    self.step_action.value = self.edits.get(k, RECORDED)
+    self._quiet = False
+    if k == 0: act, err = '(start frame)', ''
+    else: act, err = action_html(r.actions[k - 1]), f'latent L1 {r.error[k - 1]:.3f} (copy-last {r.copy_last[k - 1]:.3f})'
+    edited = ' <b>edited actions</b>' if self.replace.value != RECORDED or self.edits else ''
+    self.info.value = (f'<code>{r.clip}</code> frame {r.t} + step {k}: real | imagined{edited}. {err}'
+                       f'<div>action taken to reach this step:</div>{act}')
 
-    def _new_clip(self, ch):
-        self._quiet = True
-        self.start.max = len(self.current) - 2
-        self.start.value = min(self.start.value, self.start.max)
-        self._quiet = False
-        self._reset()
+# %% ../nbs/50_viewer.ipynb #4f4545db
+@patch
+def _new_clip(self: RolloutViewer, ch):
+    self._quiet = True
+    self.start.max = len(self.current) - 2
+    self.start.value = min(self.start.value, self.start.max)
+    self._quiet = False
+    self._reset()
 
-    def _reset(self):
-        if self._quiet: return
-        self.edits = {}
-        self.imagine()
+@patch
+def _reset(self: RolloutViewer):
+    if self._quiet: return
+    self.edits = {}
+    self.imagine()
 
-    def _edit_step(self, ch):
-        if self._quiet or self.step.value == 0: return
-        if ch['new'] == RECORDED: self.edits.pop(self.step.value, None)
-        else: self.edits[self.step.value] = ch['new']
-        self.imagine()
+@patch
+def _edit_step(self: RolloutViewer, ch):
+    if self._quiet or self.step.value == 0: return
+    if ch['new'] == RECORDED: self.edits.pop(self.step.value, None)
+    else: self.edits[self.step.value] = ch['new']
+    self.imagine()
 
-    def _repr_mimebundle_(self, **kw): return _display_bundle(self.widget, **kw)
+@patch
+def _repr_mimebundle_(self: RolloutViewer, **kw): return _display_bundle(self.widget, **kw)
 
 # %% ../nbs/50_viewer.ipynb #f4df93f9
 def rollout_viewer(run, data=None, horizon: int = 16, clips: int = 8, **kw) -> RolloutViewer:

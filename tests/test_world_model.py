@@ -120,3 +120,24 @@ def test_short_training_uses_actions_on_held_out_clips(tmp_path):
     ratio = shuffled / true
     print(f"{len(held)} held-out windows after {steps} steps: shuffled/true {ratio.tolist()}, true/copy-last {(true / copy).tolist()}")
     assert (ratio > 1).all(), ratio
+
+
+def test_every_rollout_goes_through_imagine(monkeypatch):
+    "The loss's rollout, `rollout`, evaluation and the planner's every-sample imagination all step through `WorldModel.imagine`."
+    from iwm.evaluate import latent_errors
+    from iwm.planning import CEMPlanner, PlanConfig
+    torch.manual_seed(0)
+    model = WorldModel('tiny').eval()
+    calls, imagine = [], WorldModel.imagine
+    def counted(self, z, actions, horizon=None, step=None):
+        out = imagine(self, z, actions, horizon, step); calls.append(out.shape[1]); return out
+    monkeypatch.setattr(WorldModel, 'imagine', counted)
+    frames = torch.randint(0, 256, (2, 3, 3, 64, 64), dtype=torch.uint8)
+    actions = torch.rand(2, 26, 28)
+    model.loss(dict(frame=frames[:, 0], targets=frames[:, 1:], actions=actions))  # K=2: one rollout step after the first
+    assert calls == [1]
+    with torch.no_grad():
+        model.rollout(frames[:, 0], actions, 2)
+        latent_errors(model, dict(frame=frames[:, 0], targets=frames[:, 1:], actions=actions), actions.flip(0))
+        CEMPlanner(model, PlanConfig()).imagine_each(model.encode(frames[:1, 0]), torch.rand(24, 28), torch.zeros(3, 4, dtype=torch.long))
+    assert calls == [1, 2, 2, 2, 2, 4]  # rollout; evaluation's true, shuffled and zero actions; the planner's 4 steps

@@ -58,30 +58,43 @@ class WorldModel(nn.Module):
 
 # %% ../../nbs/14_world_model.ipynb #8dad54e0
 @patch
+def step(self: WorldModel, z: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+    "One latent step: z_t (B, N, D) and action lines t-24 .. t (B, 25, A) -> z_{t+1} (B, N, D)."
+    x, a = self.conditioner(z, actions)  # (B, N, D), (B, 25, D)
+    return z + self.predictor(x, a)  # the predictor gives the change
+
+# %% ../../nbs/14_world_model.ipynb #5c1f721a
+@patch
+def imagine(self: WorldModel, z: torch.Tensor, actions: torch.Tensor, horizon: int | None = None, step=None) -> torch.Tensor:
+    "Latents (B, horizon, N, D) imagined from z_t (B or 1, N, D) along action lines t-24 .. t+horizon-1 (B, 24+horizon, A)."
+    S, step = self.cfg.context, step or self.step  # `step`: `self.step` or a stand-in for it (a compiled one)
+    horizon = actions.shape[1] - S + 1 if horizon is None else horizon  # by default, as many steps as the lines allow
+    if actions.shape[1] < S + horizon - 1:
+        raise ValueError(f"a rollout of {horizon} steps needs {S + horizon - 1} action lines, got {actions.shape[1]}")
+    z, out = z.expand(len(actions), -1, -1), []
+    for k in range(horizon):
+        z = step(z, actions[:, k:k + S]); out.append(z)  # (B, N, D): lines t+k-24 .. t+k, fed its own prediction
+    return torch.stack(out, 1) if out else z[:, None][:, :0]  # (B, horizon, N, D)
+
+@patch
+def rollout(self: WorldModel, frame: torch.Tensor, actions: torch.Tensor, horizon: int) -> torch.Tensor:
+    "Imagine `horizon` steps from frame t (B, 3, H, W) with action lines t-24 .. t+horizon-1 -> (B, horizon, N, D)."
+    return self.imagine(self.encode(frame), actions, horizon)
+
+# %% ../../nbs/14_world_model.ipynb #bafedacb
+@patch
 def action_keys(self: WorldModel, actions: torch.Tensor) -> torch.Tensor:
     "A step's work on action lines (B, S, A) alone, token by token -> (B, S, F): action tokens, then the conditioner's and the summary's keys and values."
     a = self.conditioner.embed_actions(actions)  # (B, S, D)
     return torch.cat([a, self.conditioner.keys(a), self.predictor.keys(a)], -1)
 
 @patch
-def step(self: WorldModel, z: torch.Tensor, actions: torch.Tensor | None = None, keys: torch.Tensor | None = None) -> torch.Tensor:
-    "One latent step: z_t (B, N, D) and action lines t-24 .. t (B, 25, A), or their `action_keys`, -> z_{t+1} (B, N, D)."
-    keys = self.action_keys(actions) if keys is None else keys
+def step_keys(self: WorldModel, z: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
+    "`step` from the `action_keys` (B, 25, F) of its lines instead of the lines: z_t (B, N, D) -> z_{t+1} (B, N, D)."
     D, nc = self.cfg.dim, 2 * self.cfg.dim * len(self.conditioner.blocks)
-    a, kc, kp = keys[..., :D], keys[..., D:D + nc], keys[..., D + nc:]
+    a, kc, kp = keys[..., :D], keys[..., D:D + nc], keys[..., D + nc:]  # action tokens, conditioner keys, summary keys
     x, a = self.conditioner(z, a=a, kv=kc)  # (B, N, D)
-    return z + self.predictor(x, a, kv=kp)  # the predictor gives the change
-
-@patch
-def rollout(self: WorldModel, frame: torch.Tensor, actions: torch.Tensor, horizon: int) -> torch.Tensor:
-    "Imagine `horizon` steps from frame t (B, 3, H, W) with action lines t-24 .. t+horizon-1 -> (B, horizon, N, D)."
-    S = self.cfg.context
-    if actions.shape[1] < S + horizon - 1:
-        raise ValueError(f"a rollout of {horizon} steps needs {S + horizon - 1} action lines, got {actions.shape[1]}")
-    z, out = self.encode(frame), []
-    for k in range(horizon):
-        z = self.step(z, actions[:, k:k + S]); out.append(z)  # (B, N, D)
-    return torch.stack(out, 1)  # (B, horizon, N, D)
+    return z + self.predictor(x, a, kv=kp)
 
 # %% ../../nbs/14_world_model.ipynb #a461961f
 @patch
@@ -93,11 +106,10 @@ def forward_context(self: WorldModel, frame: torch.Tensor, targets: torch.Tensor
     z = z.reshape(B * K, *z.shape[-2:])
     acts = torch.stack([actions[:, j:j + S] for j in range(K)], 1)  # (B, K, S, A): lines t+j-24 .. t+j
     one = self.step(z, acts.flatten(0, 1)).unflatten(0, (B, K))  # (B, K, N, D)
-    z, ahead = one[:, 0], []
-    for k in range(1, min(self.cfg.rollout_steps, K)):
-        z = self.step(z, actions[:, k:k + S]); ahead.append(z)  # (B, N, D): fed its own prediction
-    return one, torch.stack(ahead, 1) if ahead else one[:, :0]
+    ahead = self.imagine(one[:, 0], actions[:, 1:], min(self.cfg.rollout_steps, K) - 1)  # fed its own predictions
+    return one, ahead
 
+# %% ../../nbs/14_world_model.ipynb #759c6428
 @patch(as_prop=True)
 def encoder_trains(self: WorldModel) -> bool:
     "Whether the encoder learns (`encoder_lr > 0`); a fixed one is identical to its EMA target."
@@ -109,6 +121,7 @@ def loss_fn(self: WorldModel, pred: torch.Tensor, target: torch.Tensor, weight: 
     err = (F.l1_loss if self.cfg.loss == 'l1' else F.smooth_l1_loss)(pred, target, reduction='none').mean(-1)
     return err.mean() if weight is None else (err * weight).mean()
 
+# %% ../../nbs/14_world_model.ipynb #ebf11f15
 @patch
 def loss(self: WorldModel, batch: dict) -> tuple[torch.Tensor, dict]:
     "JEPA loss of a window batch: one-step plus rollout loss; also its parts, copy-last and collapse diagnostics."
