@@ -30,6 +30,9 @@ def test_numbers_may_move_text_may_not(tmp_path):
     assert now(nb(out('loss 0.498 after 80 steps\n'))) == []  # another CPU: other digits
     assert now(nb(out('loss 0.4'), out('98 after 80 steps\n'))) == []  # a stream split in two chunks is one output
     assert len(now(nb(out('accuracy 0.512 after 80 steps\n')))) == 1  # the code prints something else now
+    bar = {'output_type': 'display_data', 'metadata': {}, 'data': {'application/vnd.jupyter.widget-view+json': {'model_id': 'f'},
+                                                                      'text/plain': 'train: 0%|'}}
+    assert now(nb(bar, out('loss 0.5 after 8 steps\n'))) == []  # a progress widget where a plain run writes to stderr
     p = now(nb())  # the output vanished
     assert len(p) == 1 and 'but now nothing' in p[0] and 'nbs/a.ipynb: code cell 0' in p[0]
     err = {'output_type': 'error', 'ename': 'KeyError', 'evalue': 'x', 'traceback': []}

@@ -36,6 +36,8 @@ def signature(cell):
     sig = []
     for o in outs:
         if o.get('output_type') == 'stream' and o.get('name') == 'stderr': continue  # warnings and progress bars
+        if o.get('output_type') == 'display_data' and any(k.startswith('application/vnd.jupyter.widget') for k in o.get('data', {})):
+            continue  # a progress bar drawn as a widget (a kernel with ipywidgets) where a plain run writes it to stderr
         kinds = sorted(k for k in o.get('data', {}) if not k.startswith('application/vnd.jupyter.widget'))
         text = ADDRESS.sub('@', NUMBER.sub('#', _text(o)))
         sig.append((o.get('output_type'), tuple(kinds), re.sub(r'\s+', ' ', text).strip()))
