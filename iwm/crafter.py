@@ -19,7 +19,7 @@ from .video import VideoWriter
 # %% auto #0
 __all__ = ['CRAFTER_ACTIONS', 'CRAFTER_TO_VPT', 'MOVES', 'ITEMS', 'ACHIEVEMENTS', 'vpt_line', 'crafter_action_vectors',
            'crafter_action', 'DeterministicWorld', 'make_env', 'ExplorePolicy', 'frame_hash', 'env_truth',
-           'record_clip', 'load_truth', 'replay', 'record', 'iwm_record']
+           'record_clip', 'load_truth', 'replay', 'recorded_with', 'check_recorded', 'record', 'iwm_record']
 
 # %% ../nbs/02_crafter.ipynb #e24f34b5
 CRAFTER_ACTIONS = tuple(constants.actions)  # Crafter's 17 action names, in its index order
@@ -154,7 +154,7 @@ def record_clip(out_dir, name: str, seed: int, steps: int = 500, size=(640, 360)
             if done: break
     tmp['.jsonl'].write_text(''.join(json.dumps(l) + '\n' for l in lines))
     with open(tmp['.truth.npz'], 'wb') as f:
-        np.savez_compressed(f, **{k: np.stack([r[k] for r in rows]) for k in rows[0]}, seed=seed,
+        np.savez_compressed(f, **{k: np.stack([r[k] for r in rows]) for k in rows[0]}, seed=seed, steps=steps,
                             size=np.array(size), items=np.array(ITEMS), achievement_names=np.array(ACHIEVEMENTS))
     for k, p in tmp.items(): p.replace(out_dir / f'{name}{k}')  # complete files appear under their final names only
     return dict(name=name, seed=seed, frames=len(lines), died=bool(env._player.health <= 0))
@@ -177,16 +177,34 @@ def replay(seed: int, actions, size=(640, 360)) -> dict:
     rows.append(env_truth(env, obs))
     return {k: np.stack([r[k] for r in rows]) for k in rows[0]}
 
+# %% ../nbs/02_crafter.ipynb #de6c64d6
+def recorded_with(path) -> dict:
+    "The seed, step count and frame size (width, height) a clip's sidecar says made it; None for what an older sidecar does not say."
+    path = Path(path)
+    if not path.name.endswith('.truth.npz'): path = path.with_suffix('.truth.npz')
+    with np.load(path) as z: return {k: z[k].tolist() if k in z.files else None for k in ('seed', 'steps', 'size')}
+
+def check_recorded(path, seed: int, steps: int, size) -> None:
+    "Raise a one-line ValueError unless the clip at `path` was recorded with `seed`, `steps` and `size`."
+    r, say = recorded_with(path), lambda s, n, wh: f"seed {s} and {n} steps at {wh[0]}x{wh[1]}"
+    if r['steps'] is None or r['seed'] is None:
+        raise ValueError(f"{path}: recorded without its step count (an older recording), asked for {say(seed, steps, size)}: "
+                         "record it again into another folder")
+    if (r['seed'], r['steps'], tuple(r['size'])) != (seed, steps, tuple(size)):
+        raise ValueError(f"{path}: recorded with {say(r['seed'], r['steps'], r['size'])}, asked for {say(seed, steps, size)}: use another folder")
+
 # %% ../nbs/02_crafter.ipynb #33a64c82
 def record(out, episodes: int = 4, steps: int = 500, seed: int = 0, size=(640, 360), fps: int = 20,
            progress: bool = True) -> list[dict]:
-    "Record `episodes` Crafter clips into `out`; episode `i` uses seed `seed * 10_000 + i`."
+    "Record `episodes` Crafter clips into `out`; episode `i` uses seed `seed * 10_000 + i`. Clips already there are kept if these settings made them."
     out, done = Path(out), []
+    names = [f'crafter-s{seed}-{i:04d}' for i in range(episodes)]
+    kept = [all((out / f'{n}{k}').exists() for k in ('.mp4', '.jsonl', '.truth.npz')) for n in names]
+    for i, n in enumerate(names):  # every clip to keep is checked before anything is recorded
+        if kept[i]: check_recorded(out / f'{n}.truth.npz', seed * 10_000 + i, steps, size)
     for i in tqdm(range(episodes), desc='recording', unit='clip', disable=not progress):
-        name = f'crafter-s{seed}-{i:04d}'
-        if all((out / f'{name}{k}').exists() for k in ('.mp4', '.jsonl', '.truth.npz')):
-            done.append(dict(name=name, seed=seed * 10_000 + i, frames=None, died=None)); continue
-        done.append(record_clip(out, name, seed * 10_000 + i, steps, size, fps))
+        if kept[i]: done.append(dict(name=names[i], seed=seed * 10_000 + i, frames=None, died=None)); continue
+        done.append(record_clip(out, names[i], seed * 10_000 + i, steps, size, fps))
     return done
 
 @call_parse
@@ -197,5 +215,6 @@ def iwm_record(out: str = 'data/crafter',  # folder for the clips
                width: int = 640, height: int = 360,  # recorded frame size (VPT: 640x360)
                fps: int = 20):  # frames per second (VPT: 20)
     "Record Crafter episodes as VPT-format clips (mp4 + jsonl + ground-truth sidecar)."
-    for r in record(out, episodes, steps, seed, (width, height), fps):
-        print(f"{r['name']}: {r['frames'] if r['frames'] is not None else 'kept'} frames{' (died)' if r['died'] else ''}")
+    try: rs = record(out, episodes, steps, seed, (width, height), fps)
+    except ValueError as e: raise SystemExit(f"iwm-record: {e}")
+    for r in rs: print(f"{r['name']}: {r['frames'] if r['frames'] is not None else 'kept'} frames{' (died)' if r['died'] else ''}")

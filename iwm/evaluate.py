@@ -21,10 +21,11 @@ from .train import load_run, load_decoder, run_config, train_held_clips
 from .decoder import decode_windows, imagination_metrics, rollout_strip
 
 # %% auto #0
-__all__ = ['CONDITIONS', 'FACINGS', 'LAMBDAS', 'eval_clips', 'sample_windows', 'moving_steps', 'latent_errors', 'latent_report',
-           'clip_latents', 'retrieval_mrr', 'probe_truth', 'probe_features', 'Ridge', 'probe_scores', 'probe_report',
-           'plot_latent_errors', 'plot_decoded', 'rollout_animation', 'write_report', 'eval_metrics', 'eval_report',
-           'evaluate_run', 'iwm_eval']
+__all__ = ['CONDITIONS', 'FACINGS', 'LAMBDAS', 'PROBE_ROWS', 'eval_clips', 'sample_windows', 'moving_steps', 'future_shuffled',
+           'latent_errors', 'latent_report', 'clip_latents', 'retrieval_mrr', 'probe_truth', 'probe_features', 'Ridge',
+           'probe_scores', 'guess_scores', 'window_probes', 'random_encoder', 'probe_report', 'plot_latent_errors',
+           'plot_decoded', 'rollout_animation', 'write_report', 'eval_metrics', 'eval_report', 'evaluate_run',
+           'iwm_eval']
 
 # %% ../nbs/40_evaluate.ipynb #f6a19363
 def eval_clips(run, data=None) -> tuple[list[Path], list[Path]]:
@@ -64,18 +65,23 @@ def moving_steps(ds: ClipWindows, i: int, t: int, horizon: int) -> np.ndarray:
     return (a[:, keys] != 0).any(-1) | (a[:, [COL['camera_pitch'], COL['camera_yaw']]] != 0).any(-1)
 
 # %% ../nbs/40_evaluate.ipynb #f89697e2
-CONDITIONS = ('model', 'copy_last', 'shuffled', 'zero')
+CONDITIONS = ('model', 'copy_last', 'shuffled', 'shuffled_future', 'zero')
+
+def future_shuffled(actions: torch.Tensor, other: torch.Tensor, horizon: int) -> torch.Tensor:
+    "A window's own history, lines t-24 .. t-1 of `actions`, then lines t .. t+horizon-1 of `other` (B, 24+horizon, A)."
+    return torch.cat([actions[:, :-horizon], other[:, -horizon:]], 1)
 
 @torch.no_grad()
 def latent_errors(world: WorldModel, batch: dict, other_actions: torch.Tensor) -> tuple[dict, torch.Tensor]:
     "L1 and cosine (B, H) per condition for a window batch, and the model's latents (B, H, N, D)."
     dev = next(world.parameters()).device
     frame, targets, actions, other = (x.to(dev) for x in (batch['frame'], batch['targets'], batch['actions'], other_actions))
-    H = targets.shape[1]
+    B, H = targets.shape[:2]
     y = world.forward_target(targets)  # (B, H, N, D)
-    z_t = world.forward_target(frame[:, None])  # (B, 1, N, D)
-    preds = dict(model=world.rollout(frame, actions, H), copy_last=z_t.expand_as(y),
-                 shuffled=world.rollout(frame, other, H), zero=world.rollout(frame, torch.zeros_like(actions), H))
+    z_t, z = world.forward_target(frame[:, None]), world.encode(frame)  # (B, 1, N, D), (B, N, D)
+    both = world.imagine(z.repeat(2, 1, 1), torch.cat([other, future_shuffled(actions, other, H)]), H)  # both shuffled conditions, one batch
+    preds = dict(model=world.imagine(z, actions, H), copy_last=z_t.expand_as(y), shuffled=both[:B], shuffled_future=both[B:],
+                 zero=world.imagine(z, torch.zeros_like(actions), H))
     out = {k: dict(l1=(p - y).abs().mean((-1, -2)).cpu(), cos=F.cosine_similarity(p, y, dim=-1).mean(-1).cpu()) for k, p in preds.items()}
     return out, preds['model']
 
@@ -106,11 +112,12 @@ def latent_report(world: WorldModel, ds: ClipWindows, idx: np.ndarray, other: np
         first.append(pred[:, 0].cpu())
     mv = np.stack(moving)
     arr = {k: {m: torch.cat(v).numpy() for m, v in d.items()} for k, d in errs.items()}
-    out = dict(horizons=list(range(1, H + 1)), windows=len(idx), moving_share=float(mv.mean()),
+    out = dict(horizons=list(range(1, H + 1)), windows=len(idx), shuffled_windows=int((other >= 0).sum()),  # windows paired for 'shuffled'
+               moving_share=float(mv.mean()),
                l1={k: _summary(arr[k]['l1'], mv) for k in CONDITIONS}, cos={k: _summary(arr[k]['cos'], mv) for k in CONDITIONS})
     r = lambda a, b: [x / y if y else float('nan') for x, y in zip(a, b)]
     out['ratios'] = {f'model/copy_last_{s}': r(out['l1']['model'][s], out['l1']['copy_last'][s]) for s in ('all', 'moving', 'still')}
-    out['ratios'].update({f'shuffled/model_{s}': r(out['l1']['shuffled'][s], out['l1']['model'][s]) for s in ('all', 'moving')})
+    out['ratios'].update({f'{c}/model_{s}': r(out['l1'][c][s], out['l1']['model'][s]) for c in ('shuffled', 'shuffled_future') for s in ('all', 'moving')})
     return dict(out, _moving=mv, _arrays=arr, _first=torch.cat(first))
 
 # %% ../nbs/40_evaluate.ipynb #4c7755c7
@@ -123,16 +130,18 @@ def clip_latents(world: WorldModel, ds: ClipWindows, i: int, chunk: int = 256) -
 
 @torch.no_grad()
 def retrieval_mrr(world: WorldModel, ds: ClipWindows, idx: np.ndarray, first: torch.Tensor) -> dict:
-    "Mean reciprocal rank of the true z_{t+1} among the clip's frames, for the model's prediction `first` (M, N, D) and copy-last."
-    cache, rr = {}, dict(model=[], copy_last=[])
+    "MRR of the true z_{t+1} among the clip's frames for the model's prediction `first` (M, N, D) and copy-last; frame t a candidate, and left out."
+    cache, rr, n = {}, {k: [] for k in ('model', 'copy_last', 'model_t_left_out', 'copy_last_t_left_out')}, []
     for j, k in enumerate(idx):
         i, t = (int(x) for x in ds.index[int(k)])
         if i not in cache: cache[i] = clip_latents(world, ds, i)
-        Z = cache[i]
+        Z = cache[i]; n.append(len(Z))
         for name, p in (('model', first[j]), ('copy_last', Z[t])):
             d = (Z - p).abs().mean((-1, -2))  # (T,)
-            rr[name].append(1.0 / (1 + int((d < d[t + 1]).sum())))
-    return {k: float(np.mean(v)) for k, v in rr.items()}
+            closer = d < d[t + 1]  # the frames ranked above the true next one
+            rr[name].append(1.0 / (1 + int(closer.sum())))
+            rr[f'{name}_t_left_out'].append(1.0 / (1 + int(closer.sum()) - int(closer[t])))
+    return dict({k: float(np.mean(v)) for k, v in rr.items()}, windows=len(idx), candidates=float(np.mean(n)))
 
 # %% ../nbs/40_evaluate.ipynb #3cc4d41d
 FACINGS = ((-1, 0), (1, 0), (0, -1), (0, 1))
@@ -202,39 +211,70 @@ def probe_scores(Xtr, Ttr: dict, Xte, Tte: dict, lam: float | None = None) -> tu
         scores[f'{k}_majority'] = float((Tte[k] == np.bincount(Ttr[k]).argmax()).mean())
     return scores, probes
 
+# %% ../nbs/40_evaluate.ipynb #86dba0a5
+def _guess(probes: dict, X: torch.Tensor) -> dict:
+    "Each probe's guess from features `X`: values for position and inventory, classes for facing and the material in front."
+    return {k: p.predict(X) if k in ('pos', 'inventory') else p.predict(X).argmax(1).numpy() for k, p in probes.items()}
+
+def guess_scores(guess: dict, truth: dict) -> dict:
+    "R² (position, inventory) and accuracy (facing, material in front) of `guess` against `truth` (both as `probe_truth` gives)."
+    s = {f'{k}_r2': _r2(torch.as_tensor(guess[k]).float(), torch.as_tensor(truth[k]).float()) for k in ('pos', 'inventory')}
+    return dict(s, **{f'{k}_acc': float((np.asarray(guess[k]) == truth[k]).mean()) for k in ('facing', 'front')})
+
+def window_probes(probes: dict, Xp: torch.Tensor, Xt: torch.Tensor, Tt: dict, Tn: dict, majority: dict) -> dict:
+    "Rows against the truth at t+1 `Tn`: probes on predicted latents' features `Xp`, on z_t's `Xt`, and persistence (the truth at t `Tt`)."
+    rows = dict(predicted=guess_scores(_guess(probes, Xp), Tn), current=guess_scores(_guess(probes, Xt), Tn), persistence=guess_scores(Tt, Tn))
+    for r in rows.values(): r.update({f'{k}_majority': float((Tn[k] == majority[k]).mean()) for k in ('facing', 'front')})
+    return rows
+
+# %% ../nbs/40_evaluate.ipynb #4d8762fc
+def random_encoder(world: WorldModel, seed: int) -> tuple[WorldModel, int]:
+    "A model of `world`'s config drawn with `seed`, or the next seed whose target encoder differs from `world`'s; and that seed."
+    while True:
+        torch.manual_seed(seed)
+        rand = WorldModel(world.cfg).to(next(world.parameters()).device).eval()
+        if any(not torch.equal(a, b) for a, b in zip(rand.target.state_dict().values(), world.target.state_dict().values())): return rand, seed
+        seed += 1
+
+# %% ../nbs/40_evaluate.ipynb #28eed678
+def _frames_truth(d: ClipWindows, clips) -> tuple[torch.Tensor, dict, dict]:
+    "Every frame of clips `clips` of `d`, their truth (`probe_truth`), and the row of each clip's first frame."
+    F_, T, start, n0 = [], [], {}, 0
+    for i in clips:
+        n = d.lengths[i]; T.append(probe_truth(load_truth(d.clips[i]), range(n))); F_.append(d.frames(i)[:n])
+        start[i], n0 = n0, n0 + n
+    return torch.cat(F_), {k: np.concatenate([t[k] for t in T]) for k in T[0]}, start
+
+@torch.no_grad()
+def _features(m: WorldModel, f: torch.Tensor, chunk: int = 256) -> torch.Tensor:
+    "Probe features of the target latents of frames `f`."
+    dev = next(m.parameters()).device
+    return torch.cat([probe_features(m.forward_target(f[s:s + chunk, None].to(dev))[:, 0].cpu()) for s in range(0, len(f), chunk)])
+
 # %% ../nbs/40_evaluate.ipynb #0b74adc7
 @torch.no_grad()
-def probe_report(world: WorldModel, fit_clips, ds: ClipWindows, idx: np.ndarray, first: torch.Tensor, max_fit: int = 2048, seed: int = 0) -> dict:
-    "Probe scores from target latents (trained and random encoder) on the evaluation clips, and from predicted latents of t+1."
-    size = world.cfg.img_size
-    fit = ClipWindows([c for c in fit_clips if Path(c).with_suffix('.truth.npz').exists()], size=size, horizon=1, context=1)
+def probe_report(world: WorldModel, fit_clips, ds: ClipWindows, idx: np.ndarray, first: torch.Tensor, max_fit: int = 2048, seed: int = 1) -> dict:
+    "Probes on the evaluation frames' target latents (the model's encoder, a random one); on the windows: predicted latents of t+1, z_t, persistence."
+    fit = ClipWindows([c for c in fit_clips if Path(c).with_suffix('.truth.npz').exists()], size=world.cfg.img_size, horizon=1, context=1)
     ev = [i for i, c in enumerate(ds.clips) if c.with_suffix('.truth.npz').exists()]
     if not len(fit.clips) or not ev: return {}
-    torch.manual_seed(seed)
-    rand = WorldModel(world.cfg).to(next(world.parameters()).device).eval()
-    def frames_truth(d, clips):
-        F_, T = [], []
-        for i in clips:
-            n = d.lengths[i]; T.append(probe_truth(load_truth(d.clips[i]), range(n))); F_.append(d.frames(i)[:n])
-        return torch.cat(F_), {k: np.concatenate([t[k] for t in T]) for k in T[0]}
-    Ftr, Ttr = frames_truth(fit, range(len(fit.clips)))
+    rand, rseed = random_encoder(world, seed)
+    Ftr, Ttr, _ = _frames_truth(fit, range(len(fit.clips)))
     if len(Ftr) > max_fit:
         keep = np.linspace(0, len(Ftr) - 1, max_fit).astype(int); Ftr, Ttr = Ftr[keep], {k: v[keep] for k, v in Ttr.items()}
-    Fte, Tte = frames_truth(ds, ev)
-    def feats(m, f):
-        dev = next(m.parameters()).device
-        return torch.cat([probe_features(m.forward_target(f[s:s + 256, None].to(dev))[:, 0].cpu()) for s in range(0, len(f), 256)])
-    out = {}
+    Fte, Tte, start = _frames_truth(ds, ev)
+    out, X = {}, {}
     for name, m in (('trained', world), ('random', rand)):
-        out[name], probes = probe_scores(feats(m, Ftr), Ttr, feats(m, Fte), Tte)
-        if name == 'trained':  # predicted latents of t+1, scored against the truth at t+1
-            keep = [j for j, k in enumerate(idx) if int(ds.index[int(k), 0]) in ev]
-            if keep:
-                Tn = [probe_truth(load_truth(ds.clips[int(ds.index[int(idx[j]), 0])]), [int(ds.index[int(idx[j]), 1]) + 1]) for j in keep]
-                Tn = {k: np.concatenate([t[k] for t in Tn]) for k in Tn[0]}
-                Xp = probe_features(first[keep])
-                out['predicted'] = {f'{k}_r2': _r2(probes[k].predict(Xp), torch.as_tensor(Tn[k])) for k in ('pos', 'inventory')}
-                out['predicted'].update({f'{k}_acc': float((probes[k].predict(Xp).argmax(1).numpy() == Tn[k]).mean()) for k in ('facing', 'front')})
+        X[name] = _features(m, Fte)
+        out[name], probes = probe_scores(_features(m, Ftr), Ttr, X[name], Tte)
+        if name == 'trained': model_probes = probes
+    keep = [j for j, k in enumerate(idx) if int(ds.index[int(k), 0]) in start]
+    if keep:  # the windows: truth at t+1 from predicted latents, from z_t, and persistence
+        rows = np.array([start[int(ds.index[int(idx[j]), 0])] + int(ds.index[int(idx[j]), 1]) for j in keep])  # frame t of each window
+        at = lambda r: {k: v[r] for k, v in Tte.items()}
+        majority = {k: int(np.bincount(Ttr[k]).argmax()) for k in ('facing', 'front')}
+        out.update(window_probes(model_probes, probe_features(first[keep]), X['trained'][rows], at(rows), at(rows + 1), majority))
+    out['info'] = dict(fit_frames=len(Ftr), eval_frames=len(Fte), windows=len(keep), random_seed=rseed, encoder_fixed=not world.encoder_trains)
     return out
 
 # %% ../nbs/40_evaluate.ipynb #d9842ccd
@@ -244,7 +284,7 @@ def plot_latent_errors(rep: dict, out) -> Path:
     import matplotlib.pyplot as plt
     fig, axes = plt.subplots(1, 3, figsize=(12, 3.4), sharey=True)
     for ax, s in zip(axes, ('all', 'moving', 'still')):
-        for k, st in zip(CONDITIONS, ('o-', 'k--', 's-', '^-')):
+        for k, st in zip(CONDITIONS, ('o-', 'k--', 's-', 'd:', '^-')):
             ax.plot(rep['horizons'], rep['l1'][k][s], st, label=k.replace('_', '-'), ms=3)
         ax.set_title(f'{s} steps'); ax.set_xlabel('steps ahead')
     axes[0].set_ylabel('latent L1 (normalised targets)'); axes[0].legend(fontsize=8)
@@ -315,7 +355,9 @@ def eval_metrics(run, data=None, horizon: int = 16, windows: int = 256, decode_w
     m = {k: v for k, v in rep.items() if not k.startswith('_')}
     m.update(run=str(run), clips=[c.stem for c in ds.clips], skipped=[msg for _, msg in ds.skipped], encoder_trains=world.encoder_trains)
     m['retrieval_mrr'] = retrieval_mrr(world, ds, idx, rep['_first'])
-    m['probes'] = probe_report(world, fit_clips, ds, idx, rep['_first'], seed=seed)
+    model_seed = run_config(run)['train'].get('seed', 0)
+    m['probes'] = probe_report(world, fit_clips, ds, idx, rep['_first'], seed=model_seed + 1)  # a random encoder of another seed
+    if m['probes']: m['probes']['info']['model_seed'] = model_seed
     if (Path(run) / 'decoder' / 'config.json').exists():
         dec, K = load_decoder(run, device), min(decode_horizon, horizon)
         sel = idx[np.linspace(0, len(idx) - 1, min(decode_windows_n, len(idx))).astype(int)]
@@ -340,27 +382,63 @@ def _decoded_blocks(m: dict, out: Path) -> list:
                    ('img', rollout_animation(m['_decoded'], out / 'rollout.gif'), 'real (top) and imagined (bottom), step by step')]
     return blocks
 
+# %% ../nbs/40_evaluate.ipynb #c83228d3
+def _latent_blocks(m: dict, out: Path) -> list:
+    "Report blocks of the latent errors: L1 and cosine by condition and steps ahead, the ratios and the plot."
+    hs = [h for h in (1, 4, 8, 16) if h <= len(m['horizons'])]
+    steps = lambda name, ss: ('table', ['condition', 'steps'] + [f'h={h}' for h in hs], [[k, s] + _pick(m[name][k][s], hs) for s in ss for k in CONDITIONS])
+    return [('h', 'Latent error (L1) vs steps ahead'),
+            ('p', f"Over {m['windows']} windows, {m['shuffled_windows']} of them paired with another window for the shuffled conditions "
+                  "(the others get zero actions there). shuffled: another clip's action lines on every line of the window, its 24 lines of history "
+                  "included. shuffled_future: the window's own 24 lines of history, then another clip's lines t .. t+H-1 (the future actions alone)."),
+            steps('l1', ('all', 'moving', 'still')),
+            ('table', ['ratio'] + [f'h={h}' for h in hs], [[k] + _pick(v, hs) for k, v in m['ratios'].items()]),
+            ('img', plot_latent_errors(m, out / 'latent_error.png'), 'latent L1 vs steps ahead'),
+            ('h', 'Cosine similarity to the target'), steps('cos', ('all', 'moving'))]
+
+def _retrieval_blocks(m: dict) -> list:
+    "Report blocks of retrieval: the MRR with frame t among the candidates and with it left out."
+    r = m['retrieval_mrr']
+    return [('h', 'Retrieval'),
+            ('p', f"Mean reciprocal rank of the true next latent among the latents of every frame of the window's clip, over {r['windows']} windows "
+                  f"({r['candidates']:.0f} candidate frames per window on average). With frame t among the candidates, copy-last's guess z_t is at "
+                  "distance 0 from frame t, so the true next frame ranks at best second: copy-last cannot win by construction. With frame t left out, it can."),
+            ('table', ['prediction', 'frame t among the candidates', 'frame t left out'],
+             [['model', r['model'], r['model_t_left_out']], ['copy-last', r['copy_last'], r['copy_last_t_left_out']]])]
+
+# %% ../nbs/40_evaluate.ipynb #6dd9b944
+PROBE_ROWS = {'trained': "model's encoder: z_t, truth at t", 'random': "random encoder: z_t, truth at t",
+              'predicted': 'predicted latent of t+1: truth at t+1', 'current': 'z_t (copy-last): truth at t+1',
+              'persistence': 'persistence (truth at t): truth at t+1'}
+
+def _probe_blocks(m: dict) -> list:
+    "Report blocks of the probes: every row with the frames or windows it rests on, what pos_r2 measures, and how the random encoder was drawn."
+    p, i = m['probes'], m['probes']['info']
+    keys = list(p['trained'])
+    n = lambda k: i['eval_frames'] if k in ('trained', 'random') else i['windows']  # what each row rests on
+    rows = [[v, n(k)] + [p[k].get(x, float('nan')) for x in keys] for k, v in PROBE_ROWS.items() if k in p]
+    seeds = f"The random encoder is drawn with seed {i['random_seed']}, not the model's seed {i.get('model_seed', 'n/a')}."
+    if i['encoder_fixed']:
+        seeds += (" This model's encoder is fixed at its random initialisation (encoder_lr=0): its own row is itself a random encoder, "
+                  "and drawn with the model's seed the two rows would be the same encoder. Their difference is the spread between two random "
+                  "encoders, not anything training added.")
+    return [('h', 'Linear probes'),
+            ('p', f"Probes fitted on {i['fit_frames']} frames of the training clips. The first two rows score them on all {i['eval_frames']} frames "
+                  f"of the evaluation clips against the truth at the same frame; the last three on {i['windows']} windows against the truth at t+1: "
+                  "the probes on the predicted latent of t+1, the same probes on z_t (copy-last's latent), and persistence (the truth at t as the "
+                  "guess). The predicted latents earn something only where they beat both."),
+            ('table', ['latents: truth scored', 'frames or windows'] + keys, rows), ('p', seeds),
+            ('p', "pos_r2 is the R² of the player's absolute map position (x, y) read linearly from a latent. Crafter draws a view centred on the "
+                  "player in a world generated afresh for each seed, so a frame shows almost nothing of where the player is: below 0 (worse than "
+                  "the evaluation frames' mean position) is expected of any encoder, and only persistence, handed the position at t, scores near 1.")]
+
 # %% ../nbs/40_evaluate.ipynb #723946dd
 def eval_report(m: dict, out) -> tuple[Path, Path]:
     "Write the report of `eval_metrics`'s dict `m` (or a saved `metrics.json`) into folder `out`: plots, pictures, report.md and report.html."
     out = Path(out); out.mkdir(parents=True, exist_ok=True)
-    H = len(m['horizons']); hs = [h for h in (1, 4, 8, 16) if h <= H]
-    steps = lambda name, ss: ('table', ['condition', 'steps'] + [f'h={h}' for h in hs], [[k, s] + _pick(m[name][k][s], hs) for s in ss for k in CONDITIONS])
-    blocks = [('p', f"Run {m['run']}: {len(m['clips'])} evaluation clips, {m['windows']} windows of {H} steps; "
-                    f"{m['moving_share']:.0%} of steps have the player moving."),
-              ('h', 'Latent error (L1) vs steps ahead'), steps('l1', ('all', 'moving', 'still')),
-              ('table', ['ratio'] + [f'h={h}' for h in hs], [[k] + _pick(v, hs) for k, v in m['ratios'].items()]),
-              ('img', plot_latent_errors(m, out / 'latent_error.png'), 'latent L1 vs steps ahead'),
-              ('h', 'Cosine similarity to the target'), steps('cos', ('all', 'moving')),
-              ('h', 'Retrieval'), ('p', f"mean reciprocal rank of the true next latent among the clip's frames: "
-                                        f"model {m['retrieval_mrr']['model']:.3f}, copy-last {m['retrieval_mrr']['copy_last']:.3f}")]
-    if m['probes']:
-        keys = list(m['probes']['trained'])
-        blocks += [('h', 'Linear probes'), ('table', ['latents'] + keys, [[k] + [v.get(x, float('nan')) for x in keys] for k, v in m['probes'].items()])]
-        if not m['encoder_trains']:
-            blocks += [('p', "This model's encoder is fixed at its random initialisation (`encoder_lr=0`), so its target latents are the random "
-                             "encoder's and those two rows agree by construction; the predicted row shows how much of the next frame's "
-                             "ground truth the imagined latents keep.")]
+    blocks = [('p', f"Run {m['run']}: {len(m['clips'])} evaluation clips, {m['windows']} windows of {len(m['horizons'])} steps; "
+                    f"{m['moving_share']:.0%} of steps have the player moving.")] + _latent_blocks(m, out) + _retrieval_blocks(m)
+    if m['probes']: blocks += _probe_blocks(m)
     if 'decoded' in m: blocks += _decoded_blocks(m, out)
     return write_report(blocks, out)
 
@@ -390,5 +468,7 @@ def iwm_eval(run: str = None,  # a trained run folder
     r = m['ratios']
     print(f"{m['windows']} windows, {len(m['clips'])} clips; L1 / copy-last at h=1: {r['model/copy_last_all'][0]:.3f} "
           f"(moving {r['model/copy_last_moving'][0]:.3f}); shuffled / true at h=4: "
-          f"{r['shuffled/model_all'][min(3, len(r['shuffled/model_all']) - 1)]:.3f}; MRR {m['retrieval_mrr']['model']:.3f}")
+          f"{r['shuffled/model_all'][min(3, len(r['shuffled/model_all']) - 1)]:.3f} (future lines alone "
+          f"{r['shuffled_future/model_all'][min(3, len(r['shuffled/model_all']) - 1)]:.3f}); MRR {m['retrieval_mrr']['model']:.3f} "
+          f"(frame t left out {m['retrieval_mrr']['model_t_left_out']:.3f}, copy-last {m['retrieval_mrr']['copy_last_t_left_out']:.3f})")
     print(f"wrote {Path(out or Path(run) / 'eval') / 'report.html'}")

@@ -40,7 +40,7 @@ def test_two_processes_identical(two_recordings):
     assert sorted(ta) == sorted(tb)
     for k in ('frame_hash', 'pos', 'semantic'): assert k in ta
     for k in ta: np.testing.assert_array_equal(ta[k], tb[k], err_msg=k)
-    assert len(ta['frame_hash']) == STEPS and int(ta['seed']) == SEED
+    assert len(ta['frame_hash']) == STEPS and int(ta['seed']) == SEED and int(ta['steps']) == STEPS
     assert len(set(ta['frame_hash'].tolist())) > 1, "every frame hashed the same: nothing happened"
     assert len({tuple(p) for p in ta['pos'].tolist()}) > 1, "the player never moved"
 
@@ -88,6 +88,12 @@ def test_cli_records_and_keeps(tmp_path):
     assert {l.split(':')[0] for l in kept} == {'crafter-s2-0000', 'crafter-s2-0001'}
     after = {p: p.stat().st_mtime_ns for p in out.iterdir()}
     assert after == before, "second run rewrote or added files"
+    r3 = subprocess.run(cmd[:6] + ['30'] + cmd[7:], capture_output=True, text=True, timeout=240)  # --steps 30: other clips
+    assert r3.returncode != 0 and r3.stdout == '', r3.stdout + r3.stderr
+    msg = r3.stderr.strip().splitlines()[-1]
+    assert msg == (f"iwm-record: {out / 'crafter-s2-0000.truth.npz'}: recorded with seed 20000 and 40 steps at 160x90, "
+                   "asked for seed 20000 and 30 steps at 160x90: use another folder"), r3.stderr
+    assert {p: p.stat().st_mtime_ns for p in out.iterdir()} == before, "a refused run touched files"
 
 
 def test_trajectory_independent_of_frame_size(tmp_path):
