@@ -1,4 +1,4 @@
-"""Choosing actions by imagining their outcome in latent space: CEM toward a goal frame's latent, receding-horizon control in the real Crafter game, against random and replayed actions: `iwm-plan`.
+"""Choosing actions by imagining their outcome in latent space: CEM toward a goal frame's latent, receding-horizon control in the real Crafter game, stopping when it judges it has arrived, against greedy, random and replayed actions on held-out test goals: `iwm-plan`.
 
 Docs: https://iwm-project.github.io/iwm/planning.html.md"""
 
@@ -12,18 +12,23 @@ from pathlib import Path
 import av
 import numpy as np
 import torch
+from crafter import constants
 from fastcore.basics import patch
 from fastcore.script import call_parse, store_true
 from .actions import COL, actions_from_jsonl, read_jsonl
 from .crafter import CRAFTER_ACTIONS, MOVES, crafter_action_vectors, frame_hash, load_truth, make_env
+from .data import find_clips, split_clips
 from .models.world_model import WorldModel
 from .train import load_run
 from .video import read_frames
 from .evaluate import eval_clips
 
 # %% auto #0
-__all__ = ['PLAN_ACTIONS', 'METHODS', 'model_frame', 'PlanConfig', 'CEMPlanner', 'Goal', 'goal_latent', 'goals', 'ReplayMismatch',
-           'reach_state', 'pursue', 'cost_rank', 'cost_check', 'plan_run', 'format_planning', 'iwm_plan']
+__all__ = ['PLAN_ACTIONS', 'DISTANCES', 'METHODS', 'RANDOM', 'model_frame', 'PlanConfig', 'CEMPlanner', 'Goal', 'goal_latent',
+           'goals', 'ReplayMismatch', 'reach_state', 'moves_to', 'goal_distance', 'distance_bin', 'goal_clips',
+           'here_cost', 'episode', 'policy', 'pursue', 'stop_arrivals', 'pick_stop', 'wilson', 'summarise',
+           'replay_record', 'cost_rank', 'cost_check', 'run_goals', 'choose_stop', 'plan_run', 'format_planning',
+           'iwm_plan']
 
 # %% ../nbs/41_planning.ipynb #c44af795
 def model_frame(obs: np.ndarray, size: int = 64) -> torch.Tensor:
@@ -104,6 +109,14 @@ def shifted(self: CEMPlanner) -> torch.Tensor:
     nxt = torch.cat([self.probs[1:], torch.full((1, A), 1.0 / A)])  # (H, A)
     return (1 - self.c.warm) * nxt + self.c.warm / A
 
+# %% ../nbs/41_planning.ipynb #3111bf4c
+@patch
+@torch.no_grad()
+def greedy(self: CEMPlanner, z: torch.Tensor, history: torch.Tensor, goal: torch.Tensor) -> int:
+    "The index of the action whose imagined next latent from z_t (1, N, D) is closest to `goal` (1, N, D): one step of lookahead."
+    lat = self.imagine_each(z, history, torch.arange(len(self.vectors), device=self.dev)[:, None])  # (A, 1, N, D)
+    return int(self.costs(lat, goal).argmin())
+
 # %% ../nbs/41_planning.ipynb #da229f84
 @patch
 @torch.no_grad()
@@ -177,39 +190,170 @@ def reach_state(clip, t: int):
         raise ReplayMismatch(f"{clip}: replaying {t} recorded actions did not reproduce frame {t}")
     return env, obs, names
 
-# %% ../nbs/41_planning.ipynb #f063f5d7
-METHODS = ('cem', 'random', 'random_moves', 'replay')
+# %% ../nbs/41_planning.ipynb #fccd1e15
+_IDS = {n: i for i, n in enumerate([None] + list(constants.materials))}  # Crafter's semantic ids: materials, then objects
+_OBJECTS = ('player', 'cow', 'zombie', 'skeleton', 'arrow', 'plant')  # the semantic view's object order
+_FREE = [_IDS[m] for m in constants.walkable] + [len(_IDS) + i for i in range(5)]  # walkable materials; creatures move on (plants stay)
 
+def moves_to(semantic: np.ndarray, start, goal) -> int | None:
+    "Fewest moves from state `start` (x, y, facing x, facing y) to `goal` over a semantic map (x, y), or None when moves cannot reach it."
+    free, start, goal = np.isin(semantic, _FREE), tuple(int(v) for v in start), tuple(int(v) for v in goal)
+    seen, frontier, d = {start}, [start], 0
+    while frontier:
+        if goal in frontier: return d
+        nxt = []
+        for x, y, *_ in frontier:
+            for dx, dy in MOVES.values():
+                ok = 0 <= x + dx < free.shape[0] and 0 <= y + dy < free.shape[1] and free[x + dx, y + dy]
+                s = (x + dx, y + dy, dx, dy) if ok else (x, y, dx, dy)
+                if s not in seen: seen.add(s); nxt.append(s)
+        frontier, d = nxt, d + 1
+    return None
+
+# %% ../nbs/41_planning.ipynb #44650c9f
+DISTANCES = ('0-1', '2', '3-4', '5+')
+
+def goal_distance(goal: Goal) -> int | None:
+    "Fewest moves from `goal`'s start state to its goal state on the map at the start (None: moves cannot reach it)."
+    tr = load_truth(goal.clip)
+    return moves_to(tr['semantic'][goal.t], _state(tr, goal.t), _state(tr, goal.t + goal.k))
+
+def distance_bin(d: int | None) -> str:
+    "The distance's bin: '0-1', '2', '3-4', '5+', or 'unreachable'."
+    return 'unreachable' if d is None else '0-1' if d <= 1 else '2' if d == 2 else '3-4' if d <= 4 else '5+'
+
+# %% ../nbs/41_planning.ipynb #9f18dd6e
+def goal_clips(clips, val_data=None, share: float = 0.5, salt: str = 'iwm-goals') -> tuple[list[Path], list[Path]]:
+    "(validation, test) clips: the clips of `val_data` against the others of `clips`, or `clips` split by a salted hash of each name (`share` to validation)."
+    clips = [Path(c) for c in clips]
+    if val_data is None:
+        test, val = split_clips(clips, share, salt)
+        return val, test
+    val = find_clips(val_data) if isinstance(val_data, (str, Path)) else [Path(p) for p in val_data]
+    return val, [c for c in clips if c.stem not in {v.stem for v in val}]
+
+# %% ../nbs/41_planning.ipynb #0e58c685
 @torch.no_grad()
-def pursue(goal: Goal, method: str, world: WorldModel | None = None, planner: CEMPlanner | None = None, seed: int = 0) -> dict:
-    "Pursue one goal with one method in the live game: success, steps taken, and seconds of planning per action."
+def here_cost(world: WorldModel, obs: np.ndarray, z_goal: torch.Tensor) -> float:
+    "The stop rule's cost: L1 distance of the live frame `obs`'s target latent to the goal's `z_goal` (1, N, D)."
+    z = world.forward_target(model_frame(obs, world.cfg.img_size)[None, None].to(z_goal.device))[:, 0]  # (1, N, D)
+    return float((z - z_goal).abs().mean())
+
+# %% ../nbs/41_planning.ipynb #e2c153bc
+def _player_state(env) -> tuple: return tuple(int(v) for v in env._player.pos) + tuple(int(v) for v in env._player.facing)
+
+def episode(env, obs, choose, budget: int, target, cost=None, stop: float | None = None) -> dict:
+    "Act by `choose(step, obs)` (an action index, or None: stop) for at most `budget` actions, stopping once `cost(obs)` < `stop`."
+    start, target = _player_state(env), tuple(int(v) for v in target)
+    actions, states, costs, times = [], [], [], []
+    for step in range(budget):
+        if cost is not None:
+            costs.append(cost(obs))
+            if stop is not None and costs[-1] < stop: break
+        t0 = time.perf_counter(); a = choose(step, obs); times.append(time.perf_counter() - t0)
+        if a is None: break
+        obs, _, done, _ = env.step(a)
+        actions.append(CRAFTER_ACTIONS[a]); states.append(_player_state(env))
+        if done: break
+    final = states[-1] if states else start
+    return dict(start=list(start), goal=list(target), actions=actions, states=[list(s) for s in states], costs=costs, final=list(final),
+                arrived=final == target, passed=target in states, steps=len(actions), plan_s=float(np.mean(times)) if times else 0.0)
+
+# %% ../nbs/41_planning.ipynb #f063f5d7
+METHODS = ('cem', 'greedy', 'random', 'random_moves', 'replay')
+RANDOM = ('random', 'random_moves')  # run `rollouts` times per goal
+
+def policy(goal: Goal, method: str, world=None, planner=None, names=None, rng=None, g=None, z_goal=None):
+    "`choose(step, obs)` -> a Crafter action index (or None: stop) for `method` pursuing `goal`."
+    own = planner.c.actions if planner is not None else PLAN_ACTIONS  # random draws from exactly the planner's actions
+    if method == 'random': return lambda step, obs: CRAFTER_ACTIONS.index(own[rng.integers(len(own))])
+    if method == 'random_moves': return lambda step, obs: CRAFTER_ACTIONS.index(list(MOVES)[rng.integers(4)])
+    if method == 'replay': return lambda step, obs: CRAFTER_ACTIONS.index(names[goal.t + step]) if step < goal.k else None
+    size, ctx, vectors = world.cfg.img_size, world.cfg.context, torch.from_numpy(crafter_action_vectors()).float()
+    hist = [torch.from_numpy(actions_from_jsonl(goal.clip.with_suffix('.jsonl'))[goal.t - ctx + 1:goal.t]).float()]  # (24, 28)
+    @torch.no_grad()
+    def choose(step, obs):
+        z = world.encode(model_frame(obs, size)[None].to(planner.dev))  # (1, N, D)
+        if method == 'greedy': i = planner.greedy(z, hist[0], z_goal)
+        else: i = int(planner.plan(z, hist[0], z_goal, generator=g, init=planner.shifted() if step else None)[0][0])  # warm after the first
+        a = CRAFTER_ACTIONS.index(planner.c.actions[i])
+        hist[0] = torch.cat([hist[0][1:], vectors[a][None]])
+        return a
+    return choose
+
+# %% ../nbs/41_planning.ipynb #dc9505e5
+@torch.no_grad()
+def pursue(goal: Goal, method: str, world: WorldModel | None = None, planner: CEMPlanner | None = None, seed: int = 0,
+           stop: float | None = None, rollouts: int = 1, start=None) -> list[dict]:
+    "Records of `method` pursuing `goal` in the live game for at most k + 2 actions (`rollouts` of them for the random methods)."
     if method not in METHODS: raise ValueError(f"method {method!r} is not one of {METHODS}")
     tr = load_truth(goal.clip)
-    target = _state(tr, goal.t + goal.k)
-    env, obs, names = reach_state(goal.clip, goal.t)
+    env, obs, names = start or reach_state(goal.clip, goal.t)
     rng, g = np.random.default_rng(seed), torch.Generator().manual_seed(seed)
-    vectors = torch.from_numpy(crafter_action_vectors())
-    if method == 'cem':
-        size, dev = world.cfg.img_size, next(world.parameters()).device
-        history = torch.from_numpy(actions_from_jsonl(goal.clip.with_suffix('.jsonl'))[goal.t - world.cfg.context + 1:goal.t]).float()
-        z_goal = goal_latent(world, goal)  # (1, N, D)
-    times = []
-    for step in range(2 * goal.k):
-        t0 = time.perf_counter()
-        if method == 'cem':
-            seq, _ = planner.plan(world.encode(model_frame(obs, size)[None].to(dev)), history, z_goal, generator=g,
-                                  init=planner.shifted() if step else None)  # warm-started after the first step
-            a = CRAFTER_ACTIONS.index(planner.c.actions[int(seq[0])])
-        elif method == 'random': a = int(rng.integers(len(CRAFTER_ACTIONS)))
-        elif method == 'random_moves': a = CRAFTER_ACTIONS.index(list(MOVES)[rng.integers(4)])
-        else: a = CRAFTER_ACTIONS.index(names[goal.t + step]) if goal.t + step < len(names) else 0
-        times.append(time.perf_counter() - t0)
-        obs, _, done, _ = env.step(a)
-        if method == 'cem': history = torch.cat([history[1:], vectors[a][None].float()])
-        if tuple(env._player.pos) + tuple(env._player.facing) == target:
-            return dict(success=True, steps=step + 1, plan_s=float(np.mean(times)))
+    z_goal = goal_latent(world, goal) if world is not None else None  # (1, N, D)
+    cost = (lambda o: here_cost(world, o, z_goal)) if world is not None and method != 'replay' else None
+    choose, info = policy(goal, method, world, planner, names, rng, g, z_goal), dict(method=method, clip=str(goal.clip), t=goal.t, k=goal.k, distance=goal_distance(goal))
+    return [dict(info, rollout=r, **episode(copy.deepcopy(env), obs, choose, goal.k + 2, _state(tr, goal.t + goal.k), cost, stop))
+            for r in range(rollouts if method in RANDOM else 1)]
+
+# %% ../nbs/41_planning.ipynb #15160e04
+def stop_arrivals(recs: list[dict], threshold: float) -> list[bool]:
+    "Whether each record (run without stopping) would have arrived, had it stopped at its first cost below `threshold`."
+    out = []
+    for r in recs:
+        path = [r['start']] + r['states']  # path[i]: the state at which cost i was measured
+        i = next((j for j, c in enumerate(r['costs']) if c < threshold), len(path) - 1)
+        out.append(list(path[i]) == list(r['goal']))
+    return out
+
+def pick_stop(recs: list[dict]) -> dict:
+    "The threshold that maximises arrivals over `recs` (the lowest of the best): it, its arrival rate, the rate never stopping, the goals."
+    cs = sorted({c for r in recs for c in r['costs']})
+    cands = [0.0] + [(a + b) / 2 for a, b in zip(cs, cs[1:])] + ([cs[-1] * 1.001 + 1e-9] if cs else [])
+    rates = [float(np.mean(stop_arrivals(recs, th))) for th in cands]
+    best = int(np.argmax(rates))
+    return dict(threshold=cands[best], arrived=rates[best], never=rates[0], goals=len(recs))
+
+# %% ../nbs/41_planning.ipynb #dc0514cf
+def wilson(x, n: int, z: float = 1.96) -> tuple[float, float]:
+    "95% Wilson score interval (low, high) of `x` successes (an int) or a success rate (a float) over `n` trials; (0, 1) when n is 0."
+    if n == 0: return (0.0, 1.0)
+    p = x / n if isinstance(x, (int, np.integer)) else float(x)
+    c = (p + z * z / (2 * n)) / (1 + z * z / n)
+    h = z / (1 + z * z / n) * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return float(max(0.0, c - h)), float(min(1.0, c + h))
+
+# %% ../nbs/41_planning.ipynb #1646beba
+def _rates(per_goal: list[dict]) -> dict:
+    n = len(per_goal)
+    out = dict(goals=n)
+    for q in ('arrived', 'passed'):
+        p = float(np.mean([x[q] for x in per_goal])) if n else float('nan')
+        out.update({q: p, f'{q}_ci': list(wilson(p, n)) if n else [0.0, 1.0]})
+    return out
+
+def summarise(recs: list[dict]) -> dict:
+    "Per method: arrival and passing rates with 95% Wilson intervals over the goals moves can reach, by distance, and on the others apart."
+    out = {}
+    for m in dict.fromkeys(r['method'] for r in recs):
+        goals_ = {}
+        for r in recs:
+            if r['method'] == m: goals_.setdefault((r['clip'], r['t'], r['k']), []).append(r)
+        per = [dict(bin=distance_bin(v[0]['distance']), arrived=np.mean([r['arrived'] for r in v]), passed=np.mean([r['passed'] for r in v])) for v in goals_.values()]
+        mine = [r for r in recs if r['method'] == m]
+        out[m] = dict(_rates([x for x in per if x['bin'] != 'unreachable']), rollouts=max(r['rollout'] for r in mine) + 1,
+                      by_distance={b: _rates([x for x in per if x['bin'] == b]) for b in DISTANCES + ('unreachable',)},
+                      steps=float(np.mean([r['steps'] for r in mine])), plan_s_per_action=float(np.mean([r['plan_s'] for r in mine])))
+    return out
+
+# %% ../nbs/41_planning.ipynb #5d3cf9fa
+def replay_record(rec: dict) -> list[int]:
+    "The final state (x, y, facing x, facing y) of a record's actions, replayed in a fresh game from its clip's frame `t`."
+    env, _, _ = reach_state(rec['clip'], rec['t'])
+    for a in rec['actions']:
+        _, _, done, _ = env.step(CRAFTER_ACTIONS.index(a))
         if done: break
-    return dict(success=False, steps=step + 1, plan_s=float(np.mean(times)))
+    return list(_player_state(env))
 
 # %% ../nbs/41_planning.ipynb #5322d32c
 @torch.no_grad()
@@ -256,40 +400,73 @@ def cost_check(goal: Goal, world: WorldModel, planner: CEMPlanner, n: int = 63, 
     return dict(reach=float(hits.float().mean()), real=first_choice(planner.costs(real, z_goal).cpu()),
                 imagined=first_choice(planner.costs(lat, z_goal).cpu()))
 
-# %% ../nbs/41_planning.ipynb #841f5b18
-def plan_run(run, data=None, ks=(4, 8), episodes: int = 50, c: PlanConfig = PlanConfig(), methods=METHODS, out=None,
-             device=None, seed: int = 0, progress: bool = True, check: int = 0) -> dict:
-    "Success rates of CEM and the baselines on `episodes` held-out goals per k (and `cost_check` with `check` random sequences, if > 0); writes `planning.json` to `out`."
+# %% ../nbs/41_planning.ipynb #13a26f3a
+def run_goals(gs, methods, world, planner, stop, rollouts: int = 20, seed: int = 0, progress: bool = False, desc: str = 'plan') -> list[dict]:
+    "Records of every method on every goal of `gs`, goal `i` seeded `seed + i`, from one replayed start per goal."
     from tqdm.auto import tqdm
+    out = []
+    for i, g in enumerate(tqdm(gs, desc=desc, disable=not progress)):
+        start = reach_state(g.clip, g.t)
+        for m in methods: out += pursue(g, m, world, planner, seed + i, stop, rollouts, start)
+    return out
+
+def choose_stop(clips, k: int, n: int, world, planner, seed: int = 0, progress: bool = False) -> dict:
+    "`pick_stop` on CEM's episodes, run without stopping, toward `n` validation goals `k` steps ahead in `clips`."
+    gs = goals(clips, k, n, context=world.cfg.context, seed=seed)
+    if not gs: raise ValueError(f"no validation goals {k} steps ahead in {len(clips)} clips with ground truth")
+    return dict(pick_stop(run_goals(gs, ('cem',), world, planner, None, 1, seed, progress, f'stop k={k} (val)')), chosen_on='val')
+
+# %% ../nbs/41_planning.ipynb #841f5b18
+def plan_run(run, data=None, ks=(4, 8), episodes: int = 200, c: PlanConfig = PlanConfig(), methods=METHODS, out=None, device=None,
+             seed: int = 0, progress: bool = True, check: int = 0, split: str = 'test', val_data=None, val_episodes: int = 50,
+             stop: float | None = None, rollouts: int = 20) -> dict:
+    "Arrival of CEM and the baselines on `episodes` goals per k of `split` ('test' or 'val'), the stop threshold chosen on validation goals; writes `planning.json` to `out`."
+    if split not in ('val', 'test'): raise ValueError(f"split {split!r} is not 'val' or 'test'")
     device = torch.device(device or ('cuda' if torch.cuda.is_available() else 'cpu'))
     world = load_run(run, device)
     planner = CEMPlanner(world, c)
-    _, clips = eval_clips(run, data)
-    res = dict(config=asdict(c), clips=[Path(p).stem for p in clips], k={}, cost_rank={}, cost_check={})
+    val, test = goal_clips(eval_clips(run, data)[1], val_data)
+    if (stop is None or split == 'val') and not val or split == 'test' and not test:
+        raise ValueError(f"{len(val)} validation and {len(test)} test clips: pass val_data (clips of other seeds) to choose settings on")
+    res = dict(config=asdict(c), split=split, rollouts=rollouts, clips=dict(val=[p.stem for p in val], test=[p.stem for p in test]),
+               stop={}, k={}, cost_rank={}, cost_check={}, left_out={}, records=[])
+    if 'random_moves' in methods and set(c.actions) == set(MOVES):  # the same draws as `random`: a second, identical row
+        methods, res['left_out']['random_moves'] = tuple(m for m in methods if m != 'random_moves'), 'the planner chooses among the 4 moves, so it is random'
     for k in ks:
-        gs = goals(clips, k, episodes, context=world.cfg.context, seed=seed)
-        if not gs: raise ValueError(f"no goals {k} steps ahead in {len(clips)} clips with ground truth")
-        rows, ranks, checks = {m: [] for m in methods}, [], []
-        for i, g in enumerate(tqdm(gs, desc=f'plan k={k}', disable=not progress)):
-            for m in methods: rows[m].append(pursue(g, m, world, planner, seed=seed + i))
-            ranks.append(cost_rank(g, world, planner, seed=seed + i))
-            if check: checks.append(cost_check(g, world, planner, n=check, seed=seed + i))
+        res['stop'][str(k)] = choose_stop(val, k, val_episodes, world, planner, seed, progress) if stop is None else dict(threshold=stop, chosen_on=None)
+        gs = goals(test if split == 'test' else val, k, episodes, context=world.cfg.context, seed=seed)
+        if not gs: raise ValueError(f"no {split} goals {k} steps ahead in clips with ground truth")
+        recs = run_goals(gs, methods, world, planner, res['stop'][str(k)]['threshold'], rollouts, seed, progress, f'plan k={k} ({split})')
+        res['records'] += recs; res['k'][str(k)] = summarise(recs)
+        ranks = [cost_rank(g, world, planner, seed=seed + i) for i, g in enumerate(gs)]
         res['cost_rank'][str(k)] = dict(goals=len(ranks), mean=float(np.mean(ranks)), median=float(np.median(ranks)))
-        if checks: res['cost_check'][str(k)] = dict(goals=len(checks), sequences=check + 1, **{q: float(np.mean([r[q] for r in checks])) for q in ('reach', 'real', 'imagined')})
-        res['k'][str(k)] = {m: dict(goals=len(v), success=float(np.mean([r['success'] for r in v])),
-                                    steps=float(np.mean([r['steps'] for r in v if r['success']])) if any(r['success'] for r in v) else float('nan'),
-                                    plan_s_per_action=float(np.mean([r['plan_s'] for r in v])))
-                            for m, v in rows.items()}
+        if check:
+            ch = [cost_check(g, world, planner, n=check, seed=seed + i) for i, g in enumerate(gs)]
+            res['cost_check'][str(k)] = dict(goals=len(ch), sequences=check + 1, **{q: float(np.mean([r[q] for r in ch])) for q in ('reach', 'real', 'imagined')})
     if out: Path(out).mkdir(parents=True, exist_ok=True); (Path(out) / 'planning.json').write_text(json.dumps(res, indent=1))
     return res
 
 # %% ../nbs/41_planning.ipynb #bcabc695
+def _pct(p, ci=None) -> str:
+    if p != p: return '-'
+    return f"{p:.0%}" + (f" [{ci[0]:.0%}-{ci[1]:.0%}]" if ci else '')
+
 def format_planning(res: dict) -> str:
-    "The planning results as a table."
-    lines = [f"{'k':>3} {'method':<14}{'goals':>6}{'success':>9}{'steps':>7}{'s/action':>10}"]
+    "The planning results as tables, with 95% Wilson intervals and arrival by distance."
+    lines, bins = [], DISTANCES + ('unreachable',)
     for k, d in res['k'].items():
+        st, first = res.get('stop', {}).get(k, {}), next(iter(d.values()))
+        how = f"chosen on {st['goals']} validation goals, where CEM arrives {st['arrived']:.0%}" if st.get('chosen_on') else 'given'
+        rule = f"stop when the live frame's cost < {st['threshold']:.4g}" if st.get('threshold') else 'no stop before the budget ends'
+        lines.append(f"k={k}: {first['goals']} {res.get('split', 'test')} goals moves can reach, {first['by_distance']['unreachable']['goals']} they cannot; "
+                     f"budget {int(k) + 2} actions; {rule} ({how})")
+        head = ''.join(f"{b[:7] + ' (' + str(first['by_distance'][b]['goals']) + ')':>12}" for b in bins)
+        lines.append(f"{'method':<13}{'goals':>6}{'arrived [95% CI]':>19}{'passed [95% CI]':>19}{head}{'steps':>7}{'s/action':>10}")
         for m, r in d.items():
-            lines.append(f"{k:>3} {m:<14}{r['goals']:>6}{r['success']:>9.0%}{r['steps']:>7.2f}{r['plan_s_per_action']:>10.4f}")
+            by = ''.join(f"{_pct(r['by_distance'][b]['arrived']):>12}" for b in bins)
+            lines.append(f"{m:<13}{r['goals']:>6}{_pct(r['arrived'], r['arrived_ci']):>19}{_pct(r['passed'], r['passed_ci']):>19}{by}"
+                         f"{r['steps']:>7.2f}{r['plan_s_per_action']:>10.4f}")
+    lines += [f"{m} left out: {why}" for m, why in res.get('left_out', {}).items()]
     for k, r in res.get('cost_rank', {}).items():
         lines.append(f"k={k}: random sequences ranked above the recorded actions by the imagined cost: mean {r['mean']:.0%}, median {r['median']:.0%}")
     for k, r in res.get('cost_check', {}).items():
@@ -301,7 +478,12 @@ def format_planning(res: dict) -> str:
 @call_parse
 def iwm_plan(run: str = None,  # a trained run folder
              data: str = None,  # clips with Crafter ground truth to take goals from (default: the run's held-out clips)
-             episodes: int = 50,  # goals per k
+             val_data: str = None,  # clips of other seeds for validation goals (default: half of the clips of --data, by a hash of each name)
+             split: str = 'test',  # the goals reported: 'test', or 'val' to tune settings on
+             episodes: int = 200,  # goals per k
+             val_episodes: int = 50,  # validation goals per k that choose the stop threshold
+             stop: float = None,  # stop threshold on the live frame's cost (default: chosen on validation goals)
+             rollouts: int = 20,  # rollouts per goal of the random baselines
              ks: str = '4,8',  # steps ahead of the goals, comma-separated
              samples: int = 256, horizon: int = 4, iters: int = 4, elite: int = 32,
              warm: float = 0.2,  # share of uniform mixed into the previous plan's shifted distribution (1: every plan starts uniform)
@@ -310,11 +492,12 @@ def iwm_plan(run: str = None,  # a trained run folder
              compile: store_true = False,  # torch.compile the world model's step: faster plans after a one-off compile
              out: str = None,  # folder for planning.json (default RUN/eval)
              seed: int = 0):
-    "Plan toward held-out goal frames in latent space with CEM, in the live Crafter game, beside random and replayed actions."
+    "Plan toward held-out goal frames in latent space with CEM in the live Crafter game, beside greedy, random and replayed actions."
     if not run: raise SystemExit("iwm-plan: --run RUN is required (a trained run folder)")
     names = tuple(a.strip() for a in actions.split(','))
     if bad := [a for a in names if a not in CRAFTER_ACTIONS]: raise SystemExit(f"iwm-plan: --actions: {bad} are not Crafter actions {CRAFTER_ACTIONS}")
     c = PlanConfig(horizon=horizon, samples=samples, iters=iters, elite=elite, warm=warm, actions=names, compile=compile)
-    try: res = plan_run(run, data, tuple(int(k) for k in ks.split(',')), episodes, c, out=out or Path(run) / 'eval', seed=seed, check=check)
+    try: res = plan_run(run, data, tuple(int(k) for k in ks.split(',')), episodes, c, out=out or Path(run) / 'eval', seed=seed, check=check,
+                        split=split, val_data=val_data, val_episodes=val_episodes, stop=stop, rollouts=rollouts)
     except (FileNotFoundError, ValueError) as e: raise SystemExit(f"iwm-plan: {e}")
     print(format_planning(res))

@@ -26,9 +26,14 @@ def _check(tmp_path, episodes):
     assert (tmp_path / 'run/rollout.gif').read_bytes()[:3] == b'GIF' and '<table>' in (tmp_path / 'run/report.html').read_text()
     m = json.loads((tmp_path / 'run/metrics.json').read_text())
     assert all(math.isfinite(n) for n in _numbers({k: m[k] for k in ('l1', 'cos', 'retrieval_mrr', 'decoded')}))
-    assert s['planning']['4']['replay']['success'] == 1.0 and (tmp_path / 'run/planning.json').exists()
-    assert 0 <= s['cost_rank']['4']['mean'] <= 1 and s['cost_rank']['4']['goals'] == s['planning']['4']['cem']['goals']
-    assert 'Planning' in (tmp_path / 'run/report.html').read_text()
+    plan, cem = json.loads((tmp_path / 'run/planning.json').read_text()), s['planning']['4']['cem']
+    replay = [r for r in plan['records'] if r['method'] == 'replay']
+    assert replay and all(r['arrived'] for r in replay) and plan['split'] == 'test' and s['stop']['4']['chosen_on'] == 'val'
+    assert plan['clips']['val'] and not set(plan['clips']['val']) & set(plan['clips']['test'])  # validation goals from other clips
+    assert s['cost_rank']['4']['goals'] == len(replay) == cem['goals'] + cem['by_distance']['unreachable']['goals']
+    assert s['planning']['4']['random']['rollouts'] == 20 and 0 <= s['cost_rank']['4']['mean'] <= 1
+    assert all(0 <= lo <= hi <= 1 for r in s['planning']['4'].values() for lo, hi in (r['arrived_ci'], r['passed_ci']))
+    assert s['planning_note'].startswith('illustrative') and 'Planning, illustrative' in (tmp_path / 'run/report.html').read_text()
     nums = _numbers({k: s[k] for k in ('train', 'decoder')})
     assert len(nums) > 50 and all(math.isfinite(n) for n in nums)
     rec, im = s['decoder']['reconstruction'], s['decoder']['imagination']
@@ -59,13 +64,16 @@ def test_reference_shortened(tmp_path):
     from iwm.demo import run_reference
     from iwm.planning import PlanConfig
     s = run_reference(tmp_path / 'run', tmp_path / 'data', episodes=2, held_episodes=1, steps=60, config='tiny', train_minutes=0.1,
-                      decoder_minutes=0.1, batch=4, goals=2, plan=PlanConfig(samples=8, iters=1, elite=2), decoder_windows=2,
-                      eval_windows=8, check=7, progress=False)
+                      decoder_minutes=0.1, batch=4, goals=2, val_episodes=1, val_goals=2, rollouts=3, plan=PlanConfig(samples=8, iters=1, elite=2),
+                      decoder_windows=2, eval_windows=8, check=7, progress=False)
     assert json.loads((tmp_path / 'run/summary.json').read_text()) == json.loads(json.dumps(s))
     assert s['train_steps'] > 0 and s['decoder_steps'] > 0 and s['config'] == 'tiny'
     plan = json.loads((tmp_path / 'run/planning.json').read_text())
-    assert plan['clips'] == ['crafter-s1-0000']  # the held-out seed, never trained on
-    assert {k: s['planning'][k]['replay']['success'] for k in ('4', '8')} == {'4': 1.0, '8': 1.0}
+    assert plan['clips'] == dict(val=['crafter-s2-0000'], test=['crafter-s1-0000'])  # seeds never trained on: validation, test
+    assert {r['clip'] for r in plan['records']} == {str(tmp_path / 'data/held/crafter-s1-0000.mp4')}  # results on test goals only
+    assert {r['k'] for r in plan['records'] if r['method'] == 'replay' and r['arrived']} == {4, 8}
+    assert {k: (s['stop'][k]['chosen_on'], s['stop'][k]['goals']) for k in ('4', '8')} == {'4': ('val', 2), '8': ('val', 2)}
+    assert {k: s['planning'][k]['random']['rollouts'] for k in ('4', '8')} == {'4': 3, '8': 3}
     assert set(s['cost_check']) == {'4', '8'} and all(0 <= s['cost_check'][k][q] <= 1 for k in ('4', '8') for q in ('reach', 'real', 'imagined'))
     rec = s['decoder']['reconstruction']
     assert set(rec) == {'decoded', 'deterministic', 'mean_frame'} and s['decoder']['windows'] == 2
