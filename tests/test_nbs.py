@@ -89,3 +89,20 @@ def test_run_stores_outputs_in_place_and_names_a_failing_cell(tmp_path):
     assert json.loads((tmp_path / '02_bad.ipynb').read_text())['cells'][1]['outputs'] == []  # a failed notebook is left as it was
     rc, lines = run_tool('03_nothing', '--nbs', tmp_path)
     assert rc == 1 and 'no notebook 03_nothing' in lines[-1]
+
+
+@pytest.mark.parametrize('src,bad', [
+    ('import os', False), ('from a import b\nimport c', False), ('x = 1', False),
+    ('from collections import Counter\nCounter("ab")', True), ('import os\nx = os.sep', True),
+    ('def f():\n    import os\n    return os.sep', True),  # an import anywhere makes nbdev's docs build run the cell
+    ('#| export\nimport os\nx = os.sep', False), ('#| hide\nimport nbdev; nbdev.nbdev_export()', False),
+    ('#| eval: false\nimport os\nos.system("ls")', False)])
+def test_imports_beside_code(src, bad):
+    assert nbs.imports_beside_code(src) == bad
+
+
+def test_check_names_a_cell_with_imports_beside_code(tmp_path):
+    write_nb(tmp_path, '03_c.ipynb', [code('from collections import Counter\nc = Counter("ab")')])
+    rc, lines = run_tool('--check', '--nbs', tmp_path)
+    assert rc == 1 and lines == [f"{tmp_path}/03_c.ipynb: cell 0: imports beside other code (nbdev's docs build runs it alone): "
+                                 'give the imports a cell of their own'], lines

@@ -102,8 +102,18 @@ def shows_value(src):
     return not (name in QUIET or name.startswith('test_'))
 
 
+def imports_beside_code(src):
+    """Whether a cell imports and also does something else: nbdev's docs build runs every cell holding an import,
+    alone, without the cells before it, so such a cell fails there (exported and `nbdev_export()` cells excepted)."""
+    if re.search(r'^#\|\s*(export|exports|exporti|exec_doc)\b|^#\|\s*eval:\s*false', src, re.M) or 'nbdev_export()' in src: return False
+    try: body = ast.parse('\n'.join(l for l in src.splitlines() if not l.lstrip().startswith(('%', '!')))).body
+    except SyntaxError: return False
+    imports = (ast.Import, ast.ImportFrom)
+    return any(isinstance(n, imports) for t in body for n in ast.walk(t)) and not all(isinstance(t, imports) for t in body)
+
+
 def check(path, rel, shown):
-    "The problems of one saved notebook: a running cell that shows a value but has no output; a stored error"
+    "The problems of one saved notebook: a running cell that shows a value but has no output; a stored error; imports beside code"
     nb = json.loads(path.read_text())
     run, res = run_cells(path, rel), []
     for i, c in enumerate(nb['cells']):
@@ -111,6 +121,7 @@ def check(path, rel, shown):
         outs, src = c.get('outputs', []), ''.join(c['source'])
         if i in run and not outs and shows_value(src):
             res.append(f'{shown}: cell {i}: ends on a value but has no stored output ({src.strip().splitlines()[-1][:60]})')
+        if imports_beside_code(src): res.append(f'{shown}: cell {i}: imports beside other code (nbdev\'s docs build runs it alone): give the imports a cell of their own')
         for o in outs:
             if o['output_type'] == 'error': res.append(f"{shown}: cell {i}: stored error {o['ename']}: {o['evalue'][:100]}")
             elif o.get('name') == 'stderr' and 'Traceback' in ''.join(o.get('text', '')):
