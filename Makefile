@@ -30,12 +30,12 @@ nbs: $(STAMP)
 	$(BIN)/python tools/nbs.py --jobs 2
 
 ## Every quick test: the notebooks (nbdev-test); the docs site rendered into _docs/ from the stored outputs (nothing
-## executed); tests/ (pytest), tests/test_docs.py on that site in headless Chromium. With CI=true, also `check`, and
-## the notebooks run with --save so that tools/stale.py fails on a stored output that is not what the code prints now.
+## executed); tests/ (pytest), tests/test_docs.py on that site in headless Chromium. The notebooks run through
+## tools/stale.py: nbdev-test, then a failure for any stored output that is not what the code prints now, and the
+## stored notebooks put back as they were. With CI=true, also `check`.
 test: $(STAMP) chromium
 	@if [ "$${CI:-}" = "true" ]; then $(MAKE) --no-print-directory check; fi
-	@if [ "$${CI:-}" = "true" ]; then $(BIN)/nbdev-test --n-workers 2 --save && $(BIN)/python tools/stale.py; \
-	else $(BIN)/nbdev-test --n-workers 2; fi
+	$(BIN)/python tools/stale.py --n-workers 2
 	$(BIN)/python tools/docs.py --out _docs
 	IWM_DOCS=_docs $(BIN)/pytest -q tests
 
