@@ -513,4 +513,4 @@ def iwm_train(resume: bool = False,  # continue from the run's last checkpoint (
         plot_metrics(c.out)
         print(f"step {tr.step}: loss {last.get('loss', float('nan')):.4f}" + (f", held-out {last['held_loss']:.4f}" if 'held_loss' in last else '')
               + f"; {tr.skipped_steps} skipped steps; wrote {c.out}")
-    if dist.is_initialized(): dist.destroy_process_group()
+    if dist.is_initialized(): dist.barrier(); dist.destroy_process_group()  # every process ends together, after rank 0's writes

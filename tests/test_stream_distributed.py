@@ -14,6 +14,7 @@ everyone = [None] * dist.get_world_size()
 dist.all_gather_object(everyone, dict(rank=dist.get_rank(), world=dist.get_world_size(), windows=seen))
 if dist.get_rank() == 0:
     with open(sys.argv[2], 'w') as f: json.dump(everyone, f)
+dist.barrier()  # both processes end together, after rank 0 has written
 dist.destroy_process_group()
 '''
 

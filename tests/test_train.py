@@ -57,6 +57,7 @@ h = hashlib.sha256(b''.join(p.detach().contiguous().numpy().tobytes() for p in t
 out = [None] * dist.get_world_size()
 dist.all_gather_object(out, dict(rank=dist.get_rank(), clips=sorted(set(seen)), params=h))
 if dist.get_rank() == 0: open(sys.argv[3], 'w').write(json.dumps(out))
+dist.barrier()  # both processes end together, after rank 0 has written
 dist.destroy_process_group()
 '''
 
