@@ -13,7 +13,6 @@ Cells nbdev-test does not run (`#| slow`, `#| eval: false`) keep their stored ou
 import json, re, subprocess, sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
 NUMBER = re.compile(r'[-+]?(?:\d[\d,_]*\.?\d*|\.\d+)(?:[eE][-+]?\d+)?')
 ADDRESS = re.compile(r'0x[0-9a-fA-F]+|/tmp/\S+')  # object addresses and temporary paths differ run to run
 WIDGET = 'application/vnd.jupyter.widget'
@@ -66,9 +65,9 @@ def compare(name, stored: dict, fresh: dict) -> list:
     return out
 
 
-def main(args, root=ROOT, nbs='nbs'):
-    "Run nbdev-test with --save over `root/nbs`, compare, put the stored notebooks back; the exit status"
-    kept = {p: p.read_bytes() for p in sorted((Path(root) / nbs).rglob('*.ipynb')) if '.ipynb_checkpoints' not in p.parts}
+def main(args, root):
+    "Run nbdev-test with --save in project `root`, compare, put the stored notebooks back; the exit status"
+    kept = {p: p.read_bytes() for p in sorted((Path(root) / 'nbs').rglob('*.ipynb')) if '.ipynb_checkpoints' not in p.parts}
     try:
         rc = subprocess.run([str(Path(sys.executable).parent / 'nbdev-test'), '--save', *args], cwd=root).returncode
         problems = [p for f, b in kept.items() if f.exists() and f.read_bytes() != b
