@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install demo reproduce nbs test test-slow bench lab docs chromium readme check clean
+.PHONY: install demo reproduce nbs test test-slow bench lab docs packages readme check clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 ## The main job on the embedded default: record Crafter clips, read them back, write runs/demo/
-demo: $(STAMP)
+demo: $(STAMP) packages
 	$(BIN)/iwm-demo --data data/crafter --out runs/demo
 
 ## The reference run behind the README's numbers: tiny for 60 min on CPU (small on a GPU), decoder, evaluation and planning on held-out seeds
@@ -33,24 +33,25 @@ nbs: $(STAMP)
 ## executed); tests/ (pytest), tests/test_docs.py on that site in headless Chromium. The notebooks run through
 ## tools/stale.py: nbdev-test, then a failure for any stored output that is not what the code prints now, and the
 ## stored notebooks put back as they were. With CI=true, also `check`.
-test: $(STAMP) chromium
+test: $(STAMP) packages
 	@if [ "$${CI:-}" = "true" ]; then $(MAKE) --no-print-directory check; fi
 	$(BIN)/python tools/stale.py --n-workers 2
 	$(BIN)/python tools/docs.py --out _docs
 	IWM_DOCS=_docs $(BIN)/pytest -q tests
 
 ## The long tests: notebook cells marked `#| slow` and pytest tests marked slow
-test-slow: $(STAMP)
+test-slow: $(STAMP) packages
 	$(BIN)/nbdev-test --n-workers 2 --flags slow
 	$(BIN)/pytest -q -m slow tests
 
-## The benchmarks in bench/: video decoding, data loading, training, imagination and planning speed
+## The benchmarks in bench/: video decoding, data loading, training, imagination and planning speed, first-person recording
 bench: $(STAMP)
 	$(BIN)/python bench/video.py
 	$(BIN)/python bench/data.py
 	$(BIN)/python bench/train.py
 	$(BIN)/python bench/imagine.py
 	$(BIN)/python bench/plan.py
+	$(BIN)/python bench/record.py
 
 ## JupyterLab on the notebooks
 lab: $(STAMP)
@@ -61,11 +62,14 @@ lab: $(STAMP)
 docs: $(STAMP)
 	@if command -v quarto >/dev/null 2>&1; then $(BIN)/nbdev-docs; else $(BIN)/python tools/docs.py --out _docs; fi
 
-## Headless Chromium for tests/test_docs.py (Debian's chromium package), and npm for tools/docs.py, when missing
-chromium:
+## The system packages the tests and the recorders need, installed with apt when missing: Debian's chromium (headless, for
+## tests/test_docs.py), npm (tools/docs.py), minetest and xvfb (the first-person game and its screen, iwm.minetest)
+packages:
 	@pkgs=; \
 	if ! { [ -x /usr/bin/chromium ] || command -v chromium >/dev/null || command -v google-chrome >/dev/null; }; then pkgs=" chromium"; fi; \
 	if ! command -v npm >/dev/null; then pkgs="$$pkgs npm"; fi; \
+	if ! { command -v minetest >/dev/null || [ -x /usr/games/minetest ]; }; then pkgs="$$pkgs minetest"; fi; \
+	if ! command -v Xvfb >/dev/null; then pkgs="$$pkgs xvfb"; fi; \
 	if [ -n "$$pkgs" ]; then \
 	  sudo=; if [ "$$(id -u)" != 0 ]; then sudo=sudo; fi; \
 	  echo "installing$$pkgs"; $$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq $$pkgs; \

@@ -19,7 +19,8 @@ from .video import VideoWriter
 # %% auto #0
 __all__ = ['CRAFTER_ACTIONS', 'CRAFTER_TO_VPT', 'MOVES', 'ITEMS', 'ACHIEVEMENTS', 'vpt_line', 'crafter_action_vectors',
            'crafter_action', 'DeterministicWorld', 'make_env', 'ExplorePolicy', 'frame_hash', 'env_truth',
-           'record_clip', 'load_truth', 'replay', 'recorded_with', 'check_recorded', 'record', 'iwm_record']
+           'record_clip', 'load_truth', 'replay', 'recorded_with', 'check_recorded', 'episode_seed', 'record',
+           'iwm_record']
 
 # %% ../nbs/02_crafter.ipynb #e24f34b5
 CRAFTER_ACTIONS = tuple(constants.actions)  # Crafter's 17 action names, in its index order
@@ -194,27 +195,44 @@ def check_recorded(path, seed: int, steps: int, size) -> None:
         raise ValueError(f"{path}: recorded with {say(r['seed'], r['steps'], r['size'])}, asked for {say(seed, steps, size)}: use another folder")
 
 # %% ../nbs/02_crafter.ipynb #33a64c82
+def episode_seed(seed: int, i: int) -> int:
+    "Crafter's 32-bit seed for episode `i` of base seed `seed`: `seeds[i]` where that fits (every recording made so far), else drawn by numpy's `SeedSequence`."
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed {seed!r}: a seed is a non-negative integer")
+    if i < 10_000 and seed * 10_000 + i < 2 ** 32: return seed * 10_000 + i
+    return int(np.random.SeedSequence([int(seed), int(i)]).generate_state(1)[0])
+
 def record(out, episodes: int = 4, steps: int = 500, seed: int = 0, size=(640, 360), fps: int = 20,
            progress: bool = True) -> list[dict]:
-    "Record `episodes` Crafter clips into `out`; episode `i` uses seed `seed * 10_000 + i`. Clips already there are kept if these settings made them."
-    out, done = Path(out), []
+    "Record `episodes` Crafter clips into `out`; episode `i` uses seed `episode_seed(seed, i)`. Clips already there are kept if these settings made them."
+    seeds, out, done = [episode_seed(seed, i) for i in range(episodes)], Path(out), []
     names = [f'crafter-s{seed}-{i:04d}' for i in range(episodes)]
     kept = [all((out / f'{n}{k}').exists() for k in ('.mp4', '.jsonl', '.truth.npz')) for n in names]
     for i, n in enumerate(names):  # every clip to keep is checked before anything is recorded
-        if kept[i]: check_recorded(out / f'{n}.truth.npz', seed * 10_000 + i, steps, size)
+        if kept[i]: check_recorded(out / f'{n}.truth.npz', seeds[i], steps, size)
     for i in tqdm(range(episodes), desc='recording', unit='clip', disable=not progress):
-        if kept[i]: done.append(dict(name=names[i], seed=seed * 10_000 + i, frames=None, died=None)); continue
-        done.append(record_clip(out, names[i], seed * 10_000 + i, steps, size, fps))
+        if kept[i]: done.append(dict(name=names[i], seed=seeds[i], frames=None, died=None)); continue
+        done.append(record_clip(out, names[i], seeds[i], steps, size, fps))
     return done
 
 @call_parse
-def iwm_record(out: str = 'data/crafter',  # folder for the clips
+def iwm_record(out: str = None,  # folder for the clips (default: data/GAME)
+               game: str = 'crafter',  # crafter (top-down, the default) or minetest (first person, needs minetest and Xvfb)
                episodes: int = 4,  # number of clips (one episode each)
                steps: int = 500,  # most frames per clip
-               seed: int = 0,  # base seed; clip i uses seed*10000+i
+               seed: int = 0,  # base seed (any non-negative integer); Crafter's clip i uses episode_seed(seed, i), Minetest's map seed seed+i
                width: int = 640, height: int = 360,  # recorded frame size (VPT: 640x360)
                fps: int = 20):  # frames per second (VPT: 20)
-    "Record Crafter episodes as VPT-format clips (mp4 + jsonl + ground-truth sidecar)."
-    try: rs = record(out, episodes, steps, seed, (width, height), fps)
-    except ValueError as e: raise SystemExit(f"iwm-record: {e}")
-    for r in rs: print(f"{r['name']}: {r['frames'] if r['frames'] is not None else 'kept'} frames{' (died)' if r['died'] else ''}")
+    "Record episodes of Crafter or Minetest as VPT-format clips (mp4 + jsonl + ground-truth sidecar)."
+    out = out or f'data/{game}'
+    try:
+        if game == 'minetest':
+            from iwm.minetest import record_minetest
+            rs = record_minetest(out, episodes, steps, seed, (width, height), fps=fps)
+        elif game == 'crafter': rs = record(out, episodes, steps, seed, (width, height), fps)
+        else: raise ValueError(f"--game {game!r}: crafter or minetest")
+    except (ValueError, RuntimeError) as e: raise SystemExit(f"iwm-record: {e}")
+    for r in rs:
+        if r.get('error'): print(f"{r['name']}: skipped, {r['error']}"); continue
+        timing = f", frames every {r['interval_ms']:.0f} ms (p99 {r['p99_ms']:.0f}, {r['dropped']} late)" if r.get('interval_ms') else ''
+        print(f"{r['name']}: {r['frames'] if r['frames'] is not None else 'kept'} frames{' (died)' if r.get('died') else ''}{timing}")

@@ -10,12 +10,13 @@ import re
 from json import dumps
 from dataclasses import dataclass, field, asdict
 from pathlib import Path
+import numpy as np
 from fastcore.script import call_parse
-from .actions import KEY_COLUMNS, COL, FRAME_W, FRAME_H, ActionFileError, read_jsonl, actions_from_lines, null_actions
+from .actions import KEY_COLUMNS, ACTION_NAMES, COL, FRAME_W, FRAME_H, ActionFileError, read_jsonl, actions_from_lines, null_actions
 from .video import video_info, aligned_length, VideoError, ClipMismatchError
 
 # %% auto #0
-__all__ = ['ClipReport', 'recorder_version', 'inspect_clip', 'inspect_folder', 'format_reports', 'iwm_inspect']
+__all__ = ['ClipReport', 'recorder_version', 'frame_timing', 'inspect_clip', 'inspect_folder', 'format_reports', 'iwm_inspect']
 
 # %% ../nbs/05_inspect.ipynb #d08ad9c5
 @dataclass
@@ -24,6 +25,8 @@ class ClipReport:
     clip: str; frames: int | None = None; lines: int | None = None; width: int | None = None; height: int | None = None
     fps: float | None = None; duration: float | None = None; version: str = '-'
     null_share: float | None = None; gui_share: float | None = None
+    interval_ms: float | None = None; p99_ms: float | None = None; dropped: int | None = None  # as a game recorder measured them
+    columns: dict = field(default_factory=dict)  # lines using each action column
     problems: list = field(default_factory=list); warnings: list = field(default_factory=list)
     @property
     def ok(self) -> bool: return not self.problems
@@ -31,6 +34,25 @@ class ClipReport:
 def recorder_version(path) -> str:
     "VPT recorder version from a clip's path (`data/6.10/Player...mp4` -> '6.10'), else '-'."
     return next((p for p in reversed(Path(path).parts[:-1]) if re.fullmatch(r'\d+\.\d+', p)), '-')
+
+# %% ../nbs/05_inspect.ipynb #f7a1e0c1
+def frame_timing(grabbed_us, fps: int = 20) -> dict:
+    "Intervals between a recorder's grabbed frames: mean and p99 (ms), and how many came later than 1.5 frame periods (late)."
+    gaps = np.diff(np.asarray(grabbed_us, np.int64)) / 1000
+    if not len(gaps): return dict(interval_ms=None, p99_ms=None, dropped=0)
+    return dict(interval_ms=round(float(gaps.mean()), 2), p99_ms=round(float(np.percentile(gaps, 99)), 2),
+                dropped=int((gaps > 1500 / fps).sum()))
+
+def _timing(mp4, r: ClipReport):
+    "The frame timing a game recorder wrote into the clip's sidecar (`grabbed_us`), when it did."
+    side = Path(mp4).with_suffix('.truth.npz')
+    if not side.exists(): return
+    try:
+        with np.load(side) as z:
+            if 'grabbed_us' not in z.files: return
+            t = frame_timing(z['grabbed_us'], int(z['fps']) if 'fps' in z.files else 20)
+    except (OSError, ValueError, KeyError) as e: r.problems.append(f"{side}: unreadable sidecar ({e})"); return
+    r.interval_ms, r.p99_ms, r.dropped = t['interval_ms'], t['p99_ms'], t['dropped']
 
 # %% ../nbs/05_inspect.ipynb #25724a5c
 def _scan_lines(lines, path, r: ClipReport):
@@ -62,12 +84,14 @@ def inspect_clip(path) -> ClipReport:
             _scan_lines(lines, jsonl, r)
             a = actions_from_lines(lines, path=jsonl)
             r.null_share, r.gui_share = round(float(null_actions(a).mean()), 4), round(float(a[:, COL['gui_open']].mean()), 4)
+            r.columns = {n: int(k) for n, k in zip(ACTION_NAMES, (a != 0).sum(0)) if k}
         except ActionFileError as e: r.problems.append(str(e))
     if r.frames and r.lines:
         try:
             n = aligned_length(r.frames, r.lines, mp4)
             if n != max(r.frames, r.lines): r.warnings.append(f"{mp4}: {r.frames} frames, {r.lines} lines: one-frame tail trimmed")
         except ClipMismatchError as e: r.problems.append(str(e))
+    _timing(mp4, r)
     return r
 
 # %% ../nbs/05_inspect.ipynb #95604b41
@@ -94,6 +118,10 @@ def format_reports(reports: list[ClipReport]) -> str:
     n_ok = sum(r.ok for r in reports)
     rows.append(f"{len(reports)} clips: {n_ok} usable, {len(reports) - n_ok} with problems; "
                 f"{sum(r.frames or 0 for r in reports if r.ok)} usable frames")
+    used = {n: sum(r.columns.get(n, 0) for r in reports) for n in ACTION_NAMES}
+    rows.append("lines using each action column: " + ', '.join(f"{n} {k}" for n, k in used.items() if k) if any(used.values()) else "no action column used")
+    rows += [f"frame timing of {Path(r.clip).stem}: every {r.interval_ms:.1f} ms on average, p99 {r.p99_ms:.1f} ms, {r.dropped} late"
+             for r in reports if r.interval_ms is not None]
     rows += [f"problem: {p}" for r in reports for p in r.problems] + [f"warning: {w}" for r in reports for w in r.warnings]
     return '\n'.join(rows)
 

@@ -94,7 +94,7 @@ def vendor_static(out):
     for name, version in NPM.items():
         f = CACHE / 'npm' / f"{name.lstrip('@').replace('/', '-')}-{version}.tgz"
         if not f.exists():
-            if not shutil.which('npm'): raise DocsError(f'{f} is missing and npm is not installed to fetch it (make chromium)')
+            if not shutil.which('npm'): raise DocsError(f'{f} is missing and npm is not installed to fetch it (make packages)')
             f.parent.mkdir(parents=True, exist_ok=True)
             r = subprocess.run(['npm', 'pack', f'{name}@{version}', '--pack-destination', str(f.parent), '--silent'], capture_output=True, text=True)
             if r.returncode or not f.exists(): raise DocsError(f'npm pack {name}@{version} failed: {" ".join(r.stderr.split())[-300:]}')

@@ -1,0 +1,107 @@
+"""The first-person recorder on the real game: Minetest under Xvfb, played through X input.
+
+The alignment test records a short clip whose first steps are scripted (look down, take the shovel, hold attack) and
+whose rest is the exploring player, then checks every action line against the truth the game logged: camera columns
+against the turn between frames, walking forward against the facing, attack against the node it dug. The other tests
+check that the game, its X server and its world never outlive the recorder (normal exit, an error, Ctrl-C), and that a
+missing game or X server is one line."""
+import os, signal, subprocess, sys, time
+from pathlib import Path
+import numpy as np
+import pytest
+from iwm import minetest as mt
+from iwm.actions import read_jsonl
+
+BIN = Path(sys.executable).parent
+pytestmark = pytest.mark.skipif(not (mt.shutil.which('Xvfb') and (mt.shutil.which('minetest') or Path('/usr/games/minetest').exists())),
+                                reason='needs minetest and xvfb (make packages)')
+
+
+class DigThenExplore(mt.MinetestPolicy):
+    "Ten steps lowering the gaze, the shovel (slot 2), attack held for 40 steps, then the exploring player."
+    def __call__(self, row, t):
+        base = dict(keys=set(), buttons=set(), dx=0, dy=0, wheel=0, hotbar=1, gui=False)
+        if t < 10: return dict(base, dy=40, hotbar=0 if t < 10 else 1)
+        if t == 10: return dict(base, keys={'key.keyboard.2'})
+        if t < 50: return dict(base, buttons={0})
+        if t == 50: self.slot = 1  # the shovel it took
+        return super().__call__(row, t)
+
+
+def test_alignment(tmp_path):
+    info = mt.record_minetest_clip(tmp_path, 'clip', seed=11, steps=220, policy=DigThenExplore(11))
+    assert info['frames'] == 220
+    z, lines = dict(np.load(tmp_path / 'clip.truth.npz')), read_jsonl(tmp_path / 'clip.jsonl')
+    al = mt.alignment(z, lines)
+    assert al['turning'] >= 20 and al['same_sign'] >= 0.95, al            # camera columns turn the player, same sign
+    assert abs(al['turn_ratio'] - 1) <= 0.10, al                          # by the same amount (median)
+    assert al['forward'] >= 10 and al['forward_along'] >= 0.95, al        # forward walks along the facing
+    assert al['digs'] >= 1 and al['digs_collected'] > 0, al              # attack held on a node: gone (and collected)
+    assert al['hotbar'] >= 0.95, al                                      # the line's slot is the slot the game wields next
+    assert z['yaw'].dtype == np.float32 and z['grabbed_us'].shape == (220,) and np.all(np.diff(z['grabbed_us']) > 0)
+    assert np.all(np.diff(z['game_step']) >= 2)                           # every frame at least `settle` steps after its input
+    assert al['exact_camera'] == 1.0, al                                  # each line's turn, all of it, before the next frame
+    out = subprocess.run([BIN / 'iwm-inspect', str(tmp_path)], capture_output=True, text=True, check=True).stdout
+    assert '1 clips: 1 usable, 0 with problems' in out and 'frame timing of clip: every' in out and 'attack' in out
+
+
+def _xvfbs():
+    return {int(p) for p in subprocess.run(['pgrep', '-x', 'Xvfb'], capture_output=True, text=True).stdout.split()}
+
+
+def _alive(pid):
+    try: os.kill(pid, 0)
+    except ProcessLookupError: return False
+    return Path(f'/proc/{pid}/stat').read_text().split()[2] != 'Z'
+
+
+def test_closes_on_error(tmp_path, monkeypatch):
+    monkeypatch.setenv('TMPDIR', str(tmp_path)); mt.tempfile.tempdir = None
+    before = _xvfbs()
+    try:
+        with pytest.raises(RuntimeError, match='on purpose'):
+            with mt.Minetest(seed=5) as g:
+                pids, folder = (g.game.pid, g.xvfb.pid), g.dir
+                assert folder.parent == tmp_path and all(_alive(p) for p in pids)
+                raise RuntimeError('on purpose')
+    finally: mt.tempfile.tempdir = None
+    assert not any(_alive(p) for p in pids) and not folder.exists() and _xvfbs() <= before
+    assert not list(tmp_path.glob('iwm-minetest-*'))
+
+
+def test_ctrl_c(tmp_path):
+    "Ctrl-C in the middle of a recording: no game, no X server, no world and no partial clip left behind."
+    before, out = _xvfbs(), tmp_path / 'clips'
+    env = {**os.environ, 'TMPDIR': str(tmp_path)}
+    p = subprocess.Popen([BIN / 'iwm-record', '--game', 'minetest', '--out', str(out), '--episodes', '1', '--steps', '5000'],
+                         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not list(out.glob('.*.part')) and time.monotonic() < deadline: time.sleep(0.2)  # recording has begun
+    assert list(out.glob('.*.part')), p.stderr.read() if p.poll() is not None else 'no recording after 120 s'
+    time.sleep(2)
+    p.send_signal(signal.SIGINT)
+    p.wait(60)
+    assert p.returncode != 0
+    time.sleep(0.5)
+    assert _xvfbs() <= before
+    assert not list(tmp_path.glob('iwm-minetest-*'))
+    assert not list(out.iterdir())  # nothing half-written under any name
+    games = subprocess.run(['pgrep', '-f', str(tmp_path)], capture_output=True, text=True).stdout.split()
+    assert not games
+
+
+def test_missing_tools(tmp_path, monkeypatch):
+    monkeypatch.setattr(mt.shutil, 'which', lambda name: None)
+    monkeypatch.setattr(mt, 'MINETEST_PLACES', ())
+    with pytest.raises(RuntimeError, match=r'needs minetest and xvfb: apt-get install minetest xvfb'): mt.minetest_binary()
+    r = subprocess.run([BIN / 'iwm-record', '--game', 'minetest', '--out', str(tmp_path / 'c')], capture_output=True, text=True,
+                       env={**os.environ, 'PATH': str(tmp_path)})  # neither Xvfb nor minetest on PATH
+    assert r.returncode != 0 and r.stderr.strip().count('\n') == 0 and 'apt-get install minetest xvfb' in r.stderr, r.stderr
+    assert not (tmp_path / 'c').exists()
+
+
+def test_bad_seed(tmp_path):
+    for game in ('crafter', 'minetest'):
+        r = subprocess.run([BIN / 'iwm-record', '--game', game, '--seed', '-4', '--out', str(tmp_path / game)],
+                           capture_output=True, text=True)
+        assert r.returncode != 0 and r.stderr.strip().count('\n') == 0 and 'seed -4' in r.stderr, r.stderr
