@@ -482,8 +482,7 @@ def alignment(truth: dict, lines: list[dict]) -> dict:
     return dict(turning=int(turned.sum()), same_sign=float(np.mean(np.sign(dyaw[turned]) == np.sign(cam[turned]))),
                 turn_ratio=float(np.median(dyaw[turned] / np.where(cam[turned] == 0, np.nan, cam[turned]))),
                 exact_camera=float(np.mean(((np.abs(dyaw - cam) < 1e-3) & (np.abs(dpitch - a[:, COL['camera_pitch']]) < 1e-3))[~gui])),
-                forward=int(fwd.sum()), forward_along=float(np.mean(along[fwd] > 0)), digs=int(gone.sum()),
-                digs_collected=float(gained.mean()) if len(gained) else None, hotbar=float(np.mean(truth['hotbar'][1:] == slot)))
+                forward=int(fwd.sum()), forward_along=float(np.mean(along[fwd] > 0)), digs=int(gone.sum()), collected=int(gained.sum()), hotbar=float(np.mean(truth['hotbar'][1:] == slot)))
 
 # %% ../nbs/06_minetest.ipynb #208f6bab
 def dig_in_front(g: Minetest, slot: int = 2, look_down: float = 60.0, most: int = 200) -> dict:
