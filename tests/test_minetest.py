@@ -28,8 +28,16 @@ class DigThenExplore(mt.MinetestPolicy):
         return super().__call__(row, t)
 
 
-def test_alignment(tmp_path):
-    info = mt.record_minetest_clip(tmp_path, 'clip', seed=11, steps=220, policy=DigThenExplore(11))
+@pytest.fixture(scope='module')
+def clip(tmp_path_factory):
+    "One short clip: dig, then explore (recorded once for the tests below)."
+    folder = tmp_path_factory.mktemp('minetest')
+    info = mt.record_minetest_clip(folder, 'clip', seed=11, steps=220, policy=DigThenExplore(11))
+    return folder, info
+
+
+def test_alignment(clip):
+    tmp_path, info = clip
     assert info['frames'] == 220
     z, lines = dict(np.load(tmp_path / 'clip.truth.npz')), read_jsonl(tmp_path / 'clip.jsonl')
     al = mt.alignment(z, lines)
@@ -43,6 +51,24 @@ def test_alignment(tmp_path):
     assert al['exact_camera'] == 1.0, al                                  # each line's turn, all of it, before the next frame
     out = subprocess.run([BIN / 'iwm-inspect', str(tmp_path)], capture_output=True, text=True, check=True).stdout
     assert '1 clips: 1 usable, 0 with problems' in out and 'frame timing of clip: every' in out and 'attack' in out
+
+
+def test_readers(clip):
+    "The loaders and the clip viewer read the clip as they read VPT's: 640x360 frames, camera columns that move."
+    from iwm.data import ClipWindows, StreamingWindows
+    from iwm.viewer import ClipViewer, action_state
+    folder, _ = clip
+    ds = ClipWindows(folder, size=64, horizon=4)
+    assert len(ds) > 150 and not ds.skipped
+    w = ds[100]
+    assert w['frame'].shape == (3, 64, 64) and w['targets'].shape == (4, 3, 64, 64) and w['actions'].shape[0] == 25 + 3  # steps t-24..t, then the horizon's
+    s = next(iter(StreamingWindows(folder, size=64, horizon=4)))
+    assert s['frame'].shape == (3, 64, 64)
+    v = ClipViewer(folder / 'clip.mp4', size=64)
+    turns = [t for t in range(len(v.clip)) if action_state(v.clip.actions[t])['arrows'] != '·']
+    assert len(turns) > 50
+    v.show(turns[0])
+    assert action_state(v.clip.actions[turns[0]])['arrows'] in v.actions.value
 
 
 def _xvfbs():
