@@ -196,21 +196,25 @@ def _ready(self: Minetest, timeout: float = 60.0):
 @patch
 def _read(self: Minetest):
     "The log reader: truth rows (IWMT), inventory rows (IWMS), and the last 40 other lines for error messages."
-    for raw in self.game.stderr:
-        line = raw.decode('utf-8', 'replace').rstrip()
-        i, j = line.find('IWMT '), line.find('IWMS ')
+    fd, buf = self.game.stderr.fileno(), b''
+    while chunk := os.read(fd, 65536):  # whatever the game has written, at once: no read-ahead holds a row back
+        *lines, buf = (buf + chunk).split(b'\n')
         with self.cond:
-            if i >= 0:
-                f = line[i + 5:].split()
-                self.rows.append(dict(us=int(f[0]), step=int(f[1]), pos=(float(f[2]), float(f[3]), float(f[4])),
-                                      yaw=float(f[5]), pitch=float(f[6]), on_ground=f[7] == '1', node=f[8],
-                                      node_pos=(int(f[9]), int(f[10]), int(f[11]))))
-            elif j >= 0:
-                us, wield, items = line[j + 5:].split(' ', 2)
-                self.server.append((int(us), int(wield), {} if items == '-' else {k: int(v) for k, v in (s.rsplit('=', 1) for s in items.split(','))}))
-            else: self.log = (self.log + [line])[-40:]
+            for raw in lines: self._line(raw.decode('utf-8', 'replace'))
             self.cond.notify_all()
     with self.cond: self.ended = True; self.cond.notify_all()
+
+@patch
+def _line(self: Minetest, line: str):
+    i, j = line.find('IWMT '), line.find('IWMS ')
+    if i >= 0:
+        f = line[i + 5:].split()
+        self.rows.append(dict(us=int(f[0]), step=int(f[1]), pos=(float(f[2]), float(f[3]), float(f[4])), yaw=float(f[5]),
+                              pitch=float(f[6]), on_ground=f[7] == '1', node=f[8], node_pos=(int(f[9]), int(f[10]), int(f[11]))))
+    elif j >= 0:
+        us, wield, items = line[j + 5:].split(' ', 2)
+        self.server.append((int(us), int(wield), {} if items == '-' else {k: int(v) for k, v in (s.rsplit('=', 1) for s in items.split(','))}))
+    else: self.log = (self.log + [line.rstrip()])[-40:]
 
 # %% ../nbs/06_minetest.ipynb #02b61c69
 _CLOCKS = ('CLOCK_MONOTONIC_RAW', 'CLOCK_MONOTONIC', 'CLOCK_BOOTTIME', 'CLOCK_REALTIME')
@@ -310,11 +314,11 @@ def grab(self: Minetest) -> np.ndarray:
 # %% ../nbs/06_minetest.ipynb #cab7076c
 class MinetestPolicy:
     "A player in spells of walking, looking about, digging, placing, changing slot, the inventory and dropping; deterministic for a seed."
-    SPELLS = dict(walk=.44, look=.16, dig=.14, place=.1, hotbar=.08, inventory=.06, drop=.02)  # how often each spell is chosen
+    SPELLS = dict(walk=.38, look=.16, dig=.14, place=.1, hotbar=.12, inventory=.06, drop=.04)  # how often each spell is chosen
     def __init__(self, seed: int = 0):
         self.rng = np.random.default_rng(seed)
         self.mode, self.left, self.turn, self.pitch_to, self.slot, self.gui, self.n = 'walk', 20, 0.0, 0.0, 0, False, 0
-        self.extra, self.walk_keys, self.seen = set(), {'key.keyboard.w'}, []
+        self.extra, self.walk_keys, self.seen, self.picked = set(), {'key.keyboard.w'}, [], np.zeros(9, int)
 
     def _spell(self):
         r = self.rng
@@ -349,7 +353,9 @@ def __call__(self: MinetestPolicy, row: dict, t: int) -> dict:
         elif self.n > 10: self.left = 0
     elif self.mode == 'hotbar':
         if rng.random() < .5: wheel = int(rng.choice([-1, 1])); self.slot = (self.slot - wheel) % 9
-        else: self.slot = int(rng.integers(0, 9)); keys = {f'key.keyboard.{self.slot + 1}'}
+        else:  # a number key, for the slot chosen least so far
+            self.slot = int(rng.choice(np.flatnonzero(self.picked == self.picked.min()))); keys = {f'key.keyboard.{self.slot + 1}'}
+        self.picked[self.slot] += 1
     elif self.mode == 'drop': keys = {'key.keyboard.q'}
     elif self.mode == 'inventory':
         if not self.gui: keys, self.gui = {'key.keyboard.e'}, True
@@ -385,12 +391,11 @@ def _play(g: Minetest, policy, steps: int, fps: int, settle: int, out: queue.Que
         while True:  # grab as a step's row arrives (the step before it has drawn), once due, `settle` + 1 rows after the input
             with g.cond: last = g.rows[-1]['us']
             fresh = g.wait_rows(last, 1, what=f'frame {t}')[0]
-            with g.cond: after = sum(r['us'] > sent for r in g.rows[-settle - 2:])
-            if after >= settle + 1 and fresh['us'] >= due - step_us // 2: break
+            with g.cond: alone, after = g.rows[-1] is fresh, sum(r['us'] > sent for r in g.rows[-settle - 2:])
+            if alone and after >= settle + 1 and fresh['us'] >= due - step_us // 2: break  # rows that came together: wait
         img, grabbed = g.grab(), g.now_us()
-        with g.cond:
-            i = max(i for i in range(len(g.rows)) if g.rows[i]['step'] == fresh['step'])
-            row, inv = g.rows[i - 1], g.server[-1] if g.server else (0, 1, {})
+        with g.cond: row, inv = g.rows[-2] if g.rows[-1] is fresh else None, g.server[-1] if g.server else (0, 1, {})
+        if row is None: row = [r for r in g.rows if r['step'] == fresh['step'] - 1][-1]  # a row came while grabbing
         step_us = int(0.9 * step_us + 0.1 * (fresh['us'] - row['us']))
         out.put(img)
         c = policy(row, t)
