@@ -18,8 +18,8 @@ from .inspect import frame_timing
 
 # %% auto #0
 __all__ = ['CLIENT_MOD', 'SERVER_MOD', 'KIT', 'ITEMS', 'X_KEYS', 'X_BUTTONS', 'SETTINGS', 'MINETEST_PLACES', 'minetest_binary',
-           'MinetestError', 'Minetest', 'MinetestPolicy', 'vpt_line', 'record_minetest_clip', 'record_minetest',
-           'alignment', 'dig_in_front', 'action_strip']
+           'MinetestError', 'Minetest', 'start_from', 'MinetestPolicy', 'vpt_line', 'record_minetest_clip',
+           'record_minetest', 'alignment', 'dig_in_front', 'action_strip']
 
 # %% ../nbs/06_minetest.ipynb #97ce1cdd
 CLIENT_MOD = r'''
@@ -312,6 +312,11 @@ def grab(self: Minetest) -> np.ndarray:
     return np.asarray(self.grabber.grab(self.grabber.monitors[0]))[..., 2::-1].copy()
 
 # %% ../nbs/06_minetest.ipynb #cab7076c
+def start_from(pos, yaw: float, pitch: float) -> tuple:
+    "The game's (x, y, z, look_horizontal, look_vertical) for a truth row's position and VPT-sense yaw and pitch (degrees)."
+    return (*map(float, pos), float(-np.radians(yaw) - np.pi / 2), float(np.radians(pitch)))
+
+# %% ../nbs/06_minetest.ipynb #804f0673
 class MinetestPolicy:
     "A player in spells of walking, looking about, digging, placing, changing slot, the inventory and dropping; deterministic for a seed."
     SPELLS = dict(walk=.38, look=.16, dig=.14, place=.1, hotbar=.12, inventory=.06, drop=.04)  # how often each spell is chosen
@@ -331,7 +336,7 @@ class MinetestPolicy:
         self.pitch_to = dict(walk=r.uniform(-20, 25), look=r.uniform(-60, 60), dig=r.uniform(35, 70),
                              place=r.uniform(35, 70)).get(self.mode, self.pitch_to)
 
-# %% ../nbs/06_minetest.ipynb #ec4d2cd7
+# %% ../nbs/06_minetest.ipynb #8e53dab6
 @patch
 def __call__(self: MinetestPolicy, row: dict, t: int) -> dict:
     "The control for the step after a frame whose truth is `row`: keys and buttons held, mouse dx/dy (pixels), wheel, slot, GUI."
@@ -366,7 +371,7 @@ def __call__(self: MinetestPolicy, row: dict, t: int) -> dict:
     return dict(keys=keys, buttons=buttons, dx=int(np.clip(round(dx), -120, 120)), dy=int(np.clip(round(dy), -80, 80)),
                 wheel=wheel, hotbar=self.slot, gui=gui)
 
-# %% ../nbs/06_minetest.ipynb #ced262dc
+# %% ../nbs/06_minetest.ipynb #549c3d1e
 def vpt_line(c: dict, prev: dict | None, t: int, row: dict, cursor, inventory: dict, us: int) -> dict:
     "A VPT-schema jsonl line for control `c` (the input between frame t and t+1); `row` is frame t's truth, `cursor` VPT GUI pixels."
     keys, buttons = sorted(c['keys']), sorted(c['buttons'])
@@ -381,7 +386,7 @@ def vpt_line(c: dict, prev: dict | None, t: int, row: dict, cursor, inventory: d
             'inventory': [{'type': k, 'quantity': int(v)} for k, v in inventory.items()], 'serverTick': row['step'],
             'serverTickDurationMs': 0.0, 'stats': {}}
 
-# %% ../nbs/06_minetest.ipynb #8e53dab6
+# %% ../nbs/06_minetest.ipynb #369a5955
 def _play(g: Minetest, policy, steps: int, fps: int, settle: int, out: queue.Queue):
     "Frames (to `out`), lines' controls, truth rows and grab times of `steps` steps of `policy` in game `g`."
     period, sent, step_us, cursor, controls, truth = 1_000_000 // fps, 0, 20_000, None, [], []
@@ -407,7 +412,7 @@ def _play(g: Minetest, policy, steps: int, fps: int, settle: int, out: queue.Que
     g.send()
     return controls, truth
 
-# %% ../nbs/06_minetest.ipynb #b679908e
+# %% ../nbs/06_minetest.ipynb #52957851
 def _truth_arrays(truth: list[dict], g: Minetest, **meta) -> dict:
     "The sidecar's arrays: per frame the truth in VPT's sense (yaw right-positive, pitch down-positive, degrees), and its clocks."
     a = lambda k, dt=None: np.array([r[k] for r in truth], dt)
@@ -419,7 +424,7 @@ def _truth_arrays(truth: list[dict], g: Minetest, **meta) -> dict:
                 truth_us=a('us', np.int64), game_step=a('step', np.int64), grabbed_us=a('grabbed', np.int64),
                 clock=np.array(g.clock), items=np.array(ITEMS), game=np.array('minetest'), **meta)
 
-# %% ../nbs/06_minetest.ipynb #549c3d1e
+# %% ../nbs/06_minetest.ipynb #a70a22a4
 def record_minetest_clip(out_dir, name: str, seed: int, steps: int = 2000, size=(640, 360), render=(320, 180), fps: int = 20,
                          settle: int = 2, policy=None) -> dict:
     "Play one new world (map seed `seed`) and write `name.mp4` + `name.jsonl` + `name.truth.npz`; returns the frame timing."
@@ -449,7 +454,7 @@ def record_minetest_clip(out_dir, name: str, seed: int, steps: int = 2000, size=
         for p in tmp.values(): p.unlink(missing_ok=True)
     return dict(name=name, seed=seed, frames=len(lines), seconds=round(time.monotonic() - t0, 1), **frame_timing(arrays['grabbed_us'], fps))
 
-# %% ../nbs/06_minetest.ipynb #369a5955
+# %% ../nbs/06_minetest.ipynb #3f3cc568
 def record_minetest(out, episodes: int = 4, steps: int = 2000, seed: int = 0, size=(640, 360), render=(320, 180), fps: int = 20,
                     progress: bool = True) -> list[dict]:
     "Record `episodes` Minetest clips into `out`; episode `i` plays a new world of map seed `seed + i`."
@@ -467,7 +472,7 @@ def record_minetest(out, episodes: int = 4, steps: int = 2000, seed: int = 0, si
         except MinetestError as e: done.append(dict(name=names[i], seed=seed + i, frames=None, error=str(e)))
     return done
 
-# %% ../nbs/06_minetest.ipynb #3f3cc568
+# %% ../nbs/06_minetest.ipynb #208f6bab
 def alignment(truth: dict, lines: list[dict]) -> dict:
     "How a clip's action lines agree with its truth: camera turns (sign, magnitude), forward steps, digs, the hotbar."
     a = actions_from_lines(lines)[:-1]
@@ -489,7 +494,7 @@ def alignment(truth: dict, lines: list[dict]) -> dict:
                 exact_camera=float(np.mean(((np.abs(dyaw - cam) < 1e-3) & (np.abs(dpitch - a[:, COL['camera_pitch']]) < 1e-3))[~gui])),
                 forward=int(fwd.sum()), forward_along=float(np.mean(along[fwd] > 0)), digs=int(gone.sum()), collected=int(gained.sum()), hotbar=float(np.mean(truth['hotbar'][1:] == slot)))
 
-# %% ../nbs/06_minetest.ipynb #208f6bab
+# %% ../nbs/06_minetest.ipynb #08f6007b
 def dig_in_front(g: Minetest, slot: int = 2, look_down: float = 60.0, most: int = 200) -> dict:
     "Look down by `look_down` degrees, choose hotbar `slot`, hold attack until the node under the crosshair changes."
     for _ in range(int(look_down / 6)): g.wait_rows(g.send(dy=40), 2)
@@ -504,7 +509,7 @@ def dig_in_front(g: Minetest, slot: int = 2, look_down: float = 60.0, most: int 
     return dict(node=before['node'], at=before['node_pos'], then=row['node'], then_at=row['node_pos'],
                 held_before=held, held_after=sum(g.server[-1][2].values()), steps=row['step'] - before['step'])
 
-# %% ../nbs/06_minetest.ipynb #dd67b701
+# %% ../nbs/06_minetest.ipynb #e2b1dfb9
 def action_strip(mp4, lines_or_actions, start: int = 0, n: int = 8, every: int = 3, cols: int = 4, width: float = 3.2):
     "A matplotlib figure of `n` frames from `start`, `every` frames apart, each titled with its line's decoded action."
     import matplotlib.pyplot as plt
