@@ -227,7 +227,10 @@ def iwm_record(out: str = None,  # folder for the clips (default: data/GAME)
     out = out or f'data/{game}'
     try:
         if game == 'minetest':
+            import signal
             from iwm.minetest import record_minetest
+            def stop(*_): raise KeyboardInterrupt  # SIGTERM: the game and its X server are closed as on Ctrl-C
+            signal.signal(signal.SIGTERM, stop)
             rs = record_minetest(out, episodes, steps, seed, (width, height), fps=fps)
         elif game == 'crafter': rs = record(out, episodes, steps, seed, (width, height), fps)
         else: raise ValueError(f"--game {game!r}: crafter or minetest")

@@ -107,6 +107,11 @@ def minetest_binary() -> str:
     if missing: raise RuntimeError(f"recording Minetest needs {' and '.join(missing)}: apt-get install minetest xvfb")
     return exe
 
+def _die_with_parent():
+    "In a child before it runs: be killed when the process that started it dies, however it dies (Linux's PDEATHSIG)."
+    import ctypes
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
 def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.bind(('127.0.0.1', 0)); return s.getsockname()[1]
@@ -160,7 +165,7 @@ def start(self: Minetest):
     r, w = os.pipe()
     self.xvfb = subprocess.Popen(['Xvfb', '-displayfd', str(w), '-screen', '0', f'{self.render[0]}x{self.render[1]}x24',
                                   '-nolisten', 'tcp'], pass_fds=(w,), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                 start_new_session=True)
+                                 start_new_session=True, preexec_fn=_die_with_parent)
     os.close(w)
     with os.fdopen(r) as f: n = f.readline().strip()
     if not n: self.close(); raise MinetestError(f"Xvfb exited with code {self.xvfb.wait()} before it gave a display")
@@ -168,7 +173,8 @@ def start(self: Minetest):
     env = {**os.environ, 'HOME': str(self.dir / 'home'), 'DISPLAY': self.display}
     self.game = subprocess.Popen([exe, '--go', '--world', str(world), '--config', str(conf), '--name', 'iwm',
                                   '--port', str(_free_port())], env=env, stdin=subprocess.DEVNULL,
-                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
+                                 preexec_fn=_die_with_parent)
     threading.Thread(target=self._read, daemon=True).start()
     try:
         self.wait_rows(0, 1, self.timeout, what='its first frame')
