@@ -1,0 +1,98 @@
+"""Write the reference run's entry of `nbs/results/reference.json` from the run's own files.
+
+    python tools/results.py [--run runs/reference] [--data data/reference] [--commit SHA] [--machine '2 CPU cores']
+
+Reads RUN/summary.json, RUN/metrics.json (evaluation), RUN/planning.json and RUN/model/metrics.jsonl, counts the
+clips and frames of DATA/{train,held,val}, and replaces the `reference` entry (keeping the benchmark figures,
+`plan_time_s` and `imagine_cost`, which come from bench/ and say their own commit). The results page and the front
+page draw every number from that file.
+"""
+import argparse, json, subprocess
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+FILE = ROOT / 'nbs' / 'results' / 'reference.json'
+
+
+def clips(folder: Path) -> dict:
+    "Clip count, frames (action lines) and the episode seeds of a folder of recorded clips."
+    import numpy as np
+    names = sorted(folder.glob('*.jsonl'))
+    seeds = [int(np.load(p.with_suffix('.truth.npz'))['seed']) for p in names]
+    return dict(clips=len(names), frames=sum(sum(1 for _ in open(p)) for p in names),
+                seeds=f"{min(seeds)}..{max(seeds)}" if seeds else '-')
+
+
+def r(x, n=3): return None if x is None else round(float(x), n)
+
+
+def clean(v, n=4):
+    "Floats rounded to `n` places, NaN as None, through lists and dicts."
+    if isinstance(v, float): return None if v != v else round(v, n)
+    if isinstance(v, list): return [clean(x, n) for x in v]
+    if isinstance(v, dict): return {a: clean(b, n) for a, b in v.items()}
+    return v
+
+
+def world_model(m: dict) -> dict:
+    "The evaluation's numbers at h=1, 4, 8, with what they rest on."
+    at = lambda key, h: r(m['ratios'][key][h - 1])
+    hs = (1, 4, 8)
+    return dict(
+        windows=m['windows'], clips=len(m['clips']), horizons=len(m['horizons']), moving_share=r(m['moving_share'], 3),
+        l1_over_copy_last={s: {h: at(f'model/copy_last_{s}', h) for h in hs} for s in ('moving', 'all', 'still') if f'model/copy_last_{s}' in m['ratios']},
+        shuffled_over_true={h: at('shuffled/model_all', h) for h in hs},
+        shuffled_future_over_true={h: at('shuffled_future/model_all', h) for h in hs},
+        zero_over_true={h: at('zero/model_all', h) for h in hs} if 'zero/model_all' in m['ratios'] else None,
+        retrieval_mrr=clean(m['retrieval_mrr'], 3),
+        probes=clean(m['probes'], 3),
+        encoder_trains=m.get('encoder_trains'))
+
+
+def decoding(summary: dict, m: dict) -> dict:
+    rec, dec = summary['decoder']['reconstruction'], m.get('decoded', {})
+    out = dict(windows=summary['decoder']['windows'], psnr={k: r(v['psnr'], 2) for k, v in rec.items()},
+               ssim={k: r(v['ssim']) for k, v in rec.items()})
+    for k in ('decoded_real', 'imagined', 'copy_first'):
+        if k in dec: out[f'{k}_psnr'] = {h: r(dec[k]['psnr'][h - 1], 2) for h in (1, 4, 8) if h <= len(dec[k]['psnr'])}
+    out['eval_windows'] = dec.get('windows')
+    return out
+
+
+def planning(p: dict) -> dict:
+    "Per k and method: arrival and passing through with intervals, by distance; the stop threshold; cost checks."
+    keep = ('goals', 'arrived', 'arrived_ci', 'passed', 'passed_ci', 'rollouts', 'steps', 'plan_s_per_action', 'by_distance')
+    return dict(split=p['split'], rollouts=p['rollouts'], config=p['config'], val_clips=len(p['clips']['val']),
+                test_clips=len(p['clips']['test']), stop=clean(p['stop']), left_out=p.get('left_out'),
+                k={k: {meth: clean({q: d[q] for q in keep if q in d}) for meth, d in ms.items()} for k, ms in p['k'].items()},
+                cost_rank=clean(p['cost_rank']), cost_check=clean(p['cost_check']))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument('--run', default='runs/reference'); ap.add_argument('--data', default='data/reference')
+    ap.add_argument('--commit', default=None); ap.add_argument('--machine', default='2 CPU cores')
+    a = ap.parse_args()
+    run, data = Path(a.run), Path(a.data)
+    s, m, p = (json.loads((run / f).read_text()) for f in ('summary.json', 'metrics.json', 'planning.json'))
+    rows = [json.loads(l) for l in (run / 'model' / 'metrics.jsonl').read_text().splitlines() if l.strip()]
+    commit = a.commit or subprocess.run(['git', 'rev-parse', '--short', 'HEAD'], capture_output=True, text=True, cwd=ROOT).stdout.strip()
+    res = json.loads(FILE.read_text())
+    old = res['reference']
+    h, mi = divmod(round(s['seconds'] / 60), 60)
+    res['reference'] = dict(
+        what='make reproduce: the reference run', commit=commit, machine=a.machine, wall=f'{h} h {mi} min',
+        data={k: clips(data / k) for k in ('train', 'held', 'val')} | dict(
+            note='Crafter episodes of at most 500 steps; an episode ends when the player dies. train: seeds 0..; '
+                 'held: seeds 10000.. (evaluation windows and test goals); val: seeds 20000.. (validation goals only)'),
+        model=dict(config=s['config'], encoder='fixed at its random initialisation (encoder_lr=0)', minutes=s['minutes']['world'],
+                   steps=s['train_steps'], batch=32, last_loss=r(next((x['loss'] for x in reversed(rows) if 'loss' in x), None), 4)),
+        decoder=dict(minutes=s['minutes']['decoder'], steps=s['decoder_steps'], patch=8),
+        world_model=world_model(m), decoding=decoding(s, m), planning=planning(p),
+        plan_time_s=old.get('plan_time_s'), imagine_cost=old.get('imagine_cost'))
+    FILE.write_text(json.dumps(res, indent=1) + '\n')
+    print(json.dumps(res['reference'], indent=1)[:6000])
+
+
+if __name__ == '__main__':
+    main()
