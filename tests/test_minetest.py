@@ -135,3 +135,26 @@ def test_bad_seed(tmp_path):
         r = subprocess.run([BIN / 'iwm-record', '--game', game, '--seed', '-4', '--out', str(tmp_path / game)],
                            capture_output=True, text=True)
         assert r.returncode != 0 and r.stderr.strip().count('\n') == 0 and 'seed -4' in r.stderr, r.stderr
+
+
+def test_broken_episode_is_skipped(tmp_path, monkeypatch):
+    "The game dies in the first episode (killed from outside): that clip is reported and skipped, the next one recorded."
+    import threading
+    monkeypatch.setenv('TMPDIR', str(tmp_path)); mt.tempfile.tempdir = None
+    killed = []
+    def kill_first():
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not killed:
+            pids = subprocess.run(['pgrep', '-f', f'{tmp_path}/iwm-minetest-'], capture_output=True, text=True).stdout.split()
+            if pids:
+                time.sleep(8)  # into the recording
+                for p in pids: os.kill(int(p), signal.SIGKILL)
+                killed.extend(pids)
+            time.sleep(0.2)
+    th = threading.Thread(target=kill_first, daemon=True); th.start()
+    try: res = mt.record_minetest(tmp_path / 'clips', episodes=2, steps=60, seed=7, progress=False)
+    finally: mt.tempfile.tempdir = None
+    th.join(1)
+    assert killed and 'minetest exited' in res[0]['error'] and res[0]['frames'] is None
+    assert res[1]['frames'] == 60 and 'error' not in res[1]
+    assert sorted(p.name for p in (tmp_path / 'clips').iterdir()) == [f'minetest-s7-0001{k}' for k in ('.jsonl', '.mp4', '.truth.npz')]
