@@ -6,21 +6,21 @@ Docs: https://iwm-project.github.io/iwm/crafter.html.md"""
 
 # %% ../nbs/02_crafter.ipynb #56a672fd
 from __future__ import annotations
-import collections, hashlib, json, types
+import collections, copy, hashlib, json, types
 from pathlib import Path
 import numpy as np
 import crafter
 from crafter import constants, engine, objects
 from fastcore.script import call_parse
 from tqdm.auto import tqdm
-from .actions import ACTION_NAMES, COL, actions_from_lines
+from .actions import ACTION_NAMES, COL, actions_from_lines, describe_action, read_jsonl
 from .video import VideoWriter
 
 # %% auto #0
 __all__ = ['CRAFTER_ACTIONS', 'CRAFTER_TO_VPT', 'MOVES', 'ITEMS', 'ACHIEVEMENTS', 'vpt_line', 'crafter_action_vectors',
            'crafter_action', 'DeterministicWorld', 'make_env', 'ExplorePolicy', 'frame_hash', 'env_truth',
-           'record_clip', 'load_truth', 'replay', 'recorded_with', 'check_recorded', 'episode_seed', 'record',
-           'iwm_record']
+           'record_clip', 'load_truth', 'replay', 'ReplayMismatch', 'reach_frame', 'CrafterGame', 'recorded_with',
+           'check_recorded', 'episode_seed', 'record', 'iwm_record']
 
 # %% ../nbs/02_crafter.ipynb #e24f34b5
 CRAFTER_ACTIONS = tuple(constants.actions)  # Crafter's 17 action names, in its index order
@@ -177,6 +177,50 @@ def replay(seed: int, actions, size=(640, 360)) -> dict:
         if done: break
     rows.append(env_truth(env, obs))
     return {k: np.stack([r[k] for r in rows]) for k in rows[0]}
+
+# %% ../nbs/02_crafter.ipynb #33e7909d
+class ReplayMismatch(RuntimeError):
+    "The live game did not reproduce the recorded frame."
+
+def reach_frame(clip, t: int):
+    "A live Crafter game at frame `t` of a recorded clip, its observation and the clip's action names; checked by frame hash."
+    clip = Path(clip); tr = load_truth(clip)
+    names = [l['crafter_action'] for l in read_jsonl(clip.with_suffix('.jsonl'))]
+    if not 0 <= t < len(tr['frame_hash']): raise ValueError(f"{clip}: no frame {t} (the clip has {len(tr['frame_hash'])})")
+    env = make_env(int(tr['seed']), tuple(int(x) for x in tr['size']))
+    obs = env.reset()
+    for a in names[:t]: obs, _, _, _ = env.step(CRAFTER_ACTIONS.index(a))
+    if frame_hash(obs) != int(tr['frame_hash'][t]):
+        raise ReplayMismatch(f"{clip}: replaying {t} recorded actions did not reproduce frame {t}")
+    return env, obs, names
+
+# %% ../nbs/02_crafter.ipynb #5aefea0a
+class CrafterGame:
+    "Crafter through the game interface: the clip's world replayed to frame t; input as VPT lines, one step each."
+    name = 'crafter'
+    actions = {a: vpt_line(a, 1, 'noop') for a in MOVES}  # the action set to plan over, as VPT lines
+    def __init__(self): self.env = self.obs = None
+
+    def start(self, clip, t: int) -> np.ndarray:
+        "The live game at frame `t` of `clip`; returns that frame."
+        self.env, self.obs, _ = reach_frame(clip, t)
+        return self.obs
+
+    def act(self, line: dict) -> np.ndarray:
+        "Take one VPT line (its Crafter action, or the nearest to its action vector); returns the next frame."
+        a = line.get('crafter_action') or CRAFTER_ACTIONS[int(crafter_action(actions_from_lines([line])[0]))]
+        self.obs, _, self.done, _ = self.env.step(CRAFTER_ACTIONS.index(a))
+        return self.obs
+
+    def truth(self) -> dict: return self.state(env_truth(self.env, self.obs))
+    @staticmethod
+    def state(row: dict) -> dict: return dict(pos=np.asarray(row['pos']).tolist(), facing=np.asarray(row['facing']).tolist())
+    @classmethod
+    def goal(cls, clip, t: int) -> dict: return cls.state({k: v[t] for k, v in load_truth(clip).items() if k in ('pos', 'facing')})
+    @staticmethod
+    def reached(truth: dict, goal: dict) -> bool: return truth['pos'] == goal['pos'] and truth['facing'] == goal['facing']
+    def fork(self) -> 'CrafterGame': return copy.deepcopy(self)
+    def close(self): self.env = None
 
 # %% ../nbs/02_crafter.ipynb #de6c64d6
 def recorded_with(path) -> dict:

@@ -17,9 +17,10 @@ from .video import VideoWriter
 from .inspect import frame_timing
 
 # %% auto #0
-__all__ = ['CLIENT_MOD', 'SERVER_MOD', 'KIT', 'ITEMS', 'X_KEYS', 'X_BUTTONS', 'SETTINGS', 'MINETEST_PLACES', 'minetest_binary',
-           'MinetestError', 'Minetest', 'start_from', 'MinetestPolicy', 'vpt_line', 'record_minetest_clip',
-           'record_minetest', 'alignment', 'dig_in_front', 'action_strip']
+__all__ = ['CLIENT_MOD', 'SERVER_MOD', 'KIT', 'ITEMS', 'X_KEYS', 'X_BUTTONS', 'SETTINGS', 'MINETEST_PLACES', 'PLAN_MOVES',
+           'minetest_binary', 'MinetestError', 'Minetest', 'start_from', 'MinetestPolicy', 'vpt_line',
+           'record_minetest_clip', 'record_minetest', 'alignment', 'dig_in_front', 'action_strip', 'control_line',
+           'MinetestGame']
 
 # %% ../nbs/06_minetest.ipynb #97ce1cdd
 CLIENT_MOD = r'''
@@ -124,13 +125,14 @@ class MinetestError(RuntimeError):
 class Minetest:
     "Minetest on an X server of its own: a new world from map seed `seed`, X keyboard and mouse input, frames grabbed, the truth read."
     def __init__(self, seed: int, render=(320, 180), fps_max: int = 60, view: int = 50, mapgen: str = 'v7', kit=KIT,
-                 start: tuple | None = None, timeout: float = 120.0):
+                 start: tuple | None = None, frozen: bool = False, timeout: float = 120.0):
         self.seed, self.render, self.fps_max, self.view, self.mapgen, self.kit = seed, tuple(render), fps_max, view, mapgen, kit
+        self.frozen = frozen  # the time of day stands still (time_speed = 0)
         self.start_at, self.timeout = start, timeout  # start: (x, y, z, look_horizontal, look_vertical) as the game has them
         self.dir = self.xvfb = self.game = self.x = self.grabber = None
         self.rows, self.server, self.log, self.ended = [], [], [], False
         self.cond = threading.Condition()
-        self.held_keys, self.held_buttons = set(), set()
+        self.held_keys, self.held_buttons, self.step_us = set(), set(), 20_000
 
     def __enter__(self): return self.start()
     def __exit__(self, *exc): self.close()
@@ -152,7 +154,8 @@ def _files(self: Minetest):
     (mods / 'iwm_client' / 'init.lua').write_text(CLIENT_MOD)
     w = self.render[0] / 640  # the HUD and the inventory as they look at 640x360
     conf = dict(SETTINGS, screen_w=self.render[0], screen_h=self.render[1], fixed_map_seed=self.seed, mg_name=self.mapgen,
-                fps_max=self.fps_max, viewing_range=self.view, hud_scaling=w, gui_scaling=w, font_size=max(6, round(16 * w)))
+                fps_max=self.fps_max, viewing_range=self.view, hud_scaling=w, gui_scaling=w, font_size=max(6, round(16 * w)),
+                **(dict(time_speed=0) if self.frozen else {}))
     (d / 'minetest.conf').write_text(''.join(f'{k} = {v}\n' for k, v in conf.items()))
     return world, d / 'minetest.conf'
 
@@ -318,12 +321,27 @@ def grab(self: Minetest) -> np.ndarray:
     "The screen now, (H, W, 3) RGB uint8."
     return np.asarray(self.grabber.grab(self.grabber.monitors[0]))[..., 2::-1].copy()
 
-# %% ../nbs/06_minetest.ipynb #cab7076c
+# %% ../nbs/06_minetest.ipynb #63fa78f1
+@patch
+def frame_after(self: Minetest, sent: int, due: int = 0, settle: int = 2, what: str = 'a frame') -> tuple:
+    "(frame, its truth row, the latest inventory row, grab time) for the first drawn step that read input sent at `sent`, not before `due`."
+    while True:
+        with self.cond: last = self.rows[-1]['us']
+        fresh = self.wait_rows(last, 1, what=what)[0]
+        with self.cond: alone, after = self.rows[-1] is fresh, sum(r['us'] > sent for r in self.rows[-settle - 2:])
+        if alone and after >= settle + 1 and fresh['us'] >= due - self.step_us // 2: break  # rows that came together: wait
+    img, grabbed = self.grab(), self.now_us()
+    with self.cond: row, inv = self.rows[-2] if self.rows[-1] is fresh else None, self.server[-1] if self.server else (0, 1, {})
+    if row is None: row = [r for r in self.rows if r['step'] == fresh['step'] - 1][-1]  # a row came while grabbing
+    self.step_us = int(0.9 * self.step_us + 0.1 * (fresh['us'] - row['us']))
+    return img, row, inv, grabbed
+
+# %% ../nbs/06_minetest.ipynb #bb068a6c
 def start_from(pos, yaw: float, pitch: float) -> tuple:
     "The game's (x, y, z, look_horizontal, look_vertical) for a truth row's position and VPT-sense yaw and pitch (degrees)."
     return (*map(float, pos), float(-np.radians(yaw) - np.pi / 2), float(np.radians(pitch)))
 
-# %% ../nbs/06_minetest.ipynb #804f0673
+# %% ../nbs/06_minetest.ipynb #b679908e
 class MinetestPolicy:
     "A player in spells of walking, looking about, digging, placing, changing slot, the inventory and dropping; deterministic for a seed."
     SPELLS = dict(walk=.38, look=.16, dig=.14, place=.1, hotbar=.12, inventory=.06, drop=.04)  # how often each spell is chosen
@@ -343,7 +361,7 @@ class MinetestPolicy:
         self.pitch_to = dict(walk=r.uniform(-20, 25), look=r.uniform(-60, 60), dig=r.uniform(35, 70),
                              place=r.uniform(35, 70)).get(self.mode, self.pitch_to)
 
-# %% ../nbs/06_minetest.ipynb #8e53dab6
+# %% ../nbs/06_minetest.ipynb #549c3d1e
 @patch
 def __call__(self: MinetestPolicy, row: dict, t: int) -> dict:
     "The control for the step after a frame whose truth is `row`: keys and buttons held, mouse dx/dy (pixels), wheel, slot, GUI."
@@ -378,7 +396,7 @@ def __call__(self: MinetestPolicy, row: dict, t: int) -> dict:
     return dict(keys=keys, buttons=buttons, dx=int(np.clip(round(dx), -120, 120)), dy=int(np.clip(round(dy), -80, 80)),
                 wheel=wheel, hotbar=self.slot, gui=gui)
 
-# %% ../nbs/06_minetest.ipynb #549c3d1e
+# %% ../nbs/06_minetest.ipynb #369a5955
 def vpt_line(c: dict, prev: dict | None, t: int, row: dict, cursor, inventory: dict, us: int) -> dict:
     "A VPT-schema jsonl line for control `c` (the input between frame t and t+1); `row` is frame t's truth, `cursor` VPT GUI pixels."
     keys, buttons = sorted(c['keys']), sorted(c['buttons'])
@@ -393,22 +411,14 @@ def vpt_line(c: dict, prev: dict | None, t: int, row: dict, cursor, inventory: d
             'inventory': [{'type': k, 'quantity': int(v)} for k, v in inventory.items()], 'serverTick': row['step'],
             'serverTickDurationMs': 0.0, 'stats': {}}
 
-# %% ../nbs/06_minetest.ipynb #369a5955
+# %% ../nbs/06_minetest.ipynb #a70a22a4
 def _play(g: Minetest, policy, steps: int, fps: int, settle: int, out: queue.Queue):
     "Frames (to `out`), lines' controls, truth rows and grab times of `steps` steps of `policy` in game `g`."
-    period, sent, step_us, cursor, controls, truth = 1_000_000 // fps, 0, 20_000, None, [], []
+    period, sent, cursor, controls, truth = 1_000_000 // fps, 0, None, [], []
     due = g.now_us()
     for t in range(steps):
         due = max(due + period, g.now_us() - period) if t else due
-        while True:  # grab as a step's row arrives (the step before it has drawn), once due, `settle` + 1 rows after the input
-            with g.cond: last = g.rows[-1]['us']
-            fresh = g.wait_rows(last, 1, what=f'frame {t}')[0]
-            with g.cond: alone, after = g.rows[-1] is fresh, sum(r['us'] > sent for r in g.rows[-settle - 2:])
-            if alone and after >= settle + 1 and fresh['us'] >= due - step_us // 2: break  # rows that came together: wait
-        img, grabbed = g.grab(), g.now_us()
-        with g.cond: row, inv = g.rows[-2] if g.rows[-1] is fresh else None, g.server[-1] if g.server else (0, 1, {})
-        if row is None: row = [r for r in g.rows if r['step'] == fresh['step'] - 1][-1]  # a row came while grabbing
-        step_us = int(0.9 * step_us + 0.1 * (fresh['us'] - row['us']))
+        img, row, inv, grabbed = g.frame_after(sent, due, settle, f'frame {t}')
         out.put(img)
         c = policy(row, t)
         cursor = ([g.render[0] / 2, g.render[1] / 2] if cursor is None else cursor) if c['gui'] else None
@@ -419,7 +429,7 @@ def _play(g: Minetest, policy, steps: int, fps: int, settle: int, out: queue.Que
     g.send()
     return controls, truth
 
-# %% ../nbs/06_minetest.ipynb #52957851
+# %% ../nbs/06_minetest.ipynb #e5d017a7
 def _truth_arrays(truth: list[dict], g: Minetest, **meta) -> dict:
     "The sidecar's arrays: per frame the truth in VPT's sense (yaw right-positive, pitch down-positive, degrees), and its clocks."
     a = lambda k, dt=None: np.array([r[k] for r in truth], dt)
@@ -431,7 +441,7 @@ def _truth_arrays(truth: list[dict], g: Minetest, **meta) -> dict:
                 truth_us=a('us', np.int64), game_step=a('step', np.int64), grabbed_us=a('grabbed', np.int64),
                 clock=np.array(g.clock), items=np.array(ITEMS), game=np.array('minetest'), **meta)
 
-# %% ../nbs/06_minetest.ipynb #a70a22a4
+# %% ../nbs/06_minetest.ipynb #3f3cc568
 def record_minetest_clip(out_dir, name: str, seed: int, steps: int = 2000, size=(640, 360), render=(320, 180), fps: int = 20,
                          settle: int = 2, policy=None) -> dict:
     "Play one new world (map seed `seed`) and write `name.mp4` + `name.jsonl` + `name.truth.npz`; returns the frame timing."
@@ -461,7 +471,7 @@ def record_minetest_clip(out_dir, name: str, seed: int, steps: int = 2000, size=
         for p in tmp.values(): p.unlink(missing_ok=True)
     return dict(name=name, seed=seed, frames=len(lines), seconds=round(time.monotonic() - t0, 1), **frame_timing(arrays['grabbed_us'], fps))
 
-# %% ../nbs/06_minetest.ipynb #3f3cc568
+# %% ../nbs/06_minetest.ipynb #362e58dd
 def record_minetest(out, episodes: int = 4, steps: int = 2000, seed: int = 0, size=(640, 360), render=(320, 180), fps: int = 20,
                     progress: bool = True) -> list[dict]:
     "Record `episodes` Minetest clips into `out`; episode `i` plays a new world of map seed `seed + i`."
@@ -479,7 +489,7 @@ def record_minetest(out, episodes: int = 4, steps: int = 2000, seed: int = 0, si
         except MinetestError as e: done.append(dict(name=names[i], seed=seed + i, frames=None, error=str(e)))
     return done
 
-# %% ../nbs/06_minetest.ipynb #208f6bab
+# %% ../nbs/06_minetest.ipynb #99ff109b
 def alignment(truth: dict, lines: list[dict]) -> dict:
     "How a clip's action lines agree with its truth: camera turns (sign, magnitude), forward steps, digs, the hotbar."
     a = actions_from_lines(lines)[:-1]
@@ -501,7 +511,7 @@ def alignment(truth: dict, lines: list[dict]) -> dict:
                 exact_camera=float(np.mean(((np.abs(dyaw - cam) < 1e-3) & (np.abs(dpitch - a[:, COL['camera_pitch']]) < 1e-3))[~gui])),
                 forward=int(fwd.sum()), forward_along=float(np.mean(along[fwd] > 0)), digs=int(gone.sum()), collected=int(gained.sum()), hotbar=float(np.mean(truth['hotbar'][1:] == slot)))
 
-# %% ../nbs/06_minetest.ipynb #08f6007b
+# %% ../nbs/06_minetest.ipynb #bfe3b085
 def dig_in_front(g: Minetest, slot: int = 2, look_down: float = 60.0, most: int = 200) -> dict:
     "Look down by `look_down` degrees, choose hotbar `slot`, hold attack until the node under the crosshair changes."
     for _ in range(int(look_down / 6)): g.wait_rows(g.send(dy=40), 2)
@@ -516,7 +526,7 @@ def dig_in_front(g: Minetest, slot: int = 2, look_down: float = 60.0, most: int 
     return dict(node=before['node'], at=before['node_pos'], then=row['node'], then_at=row['node_pos'],
                 held_before=held, held_after=sum(g.server[-1][2].values()), steps=row['step'] - before['step'])
 
-# %% ../nbs/06_minetest.ipynb #e2b1dfb9
+# %% ../nbs/06_minetest.ipynb #530a3552
 def action_strip(mp4, lines_or_actions, start: int = 0, n: int = 8, every: int = 3, cols: int = 4, width: float = 3.2):
     "A matplotlib figure of `n` frames from `start`, `every` frames apart, each titled with its line's decoded action."
     import matplotlib.pyplot as plt
@@ -531,3 +541,64 @@ def action_strip(mp4, lines_or_actions, start: int = 0, n: int = 8, every: int =
         ax.imshow(frames[t - idx[0]]); ax.set_title(f"{t}: {describe_action(a[t])}", fontsize=7)
     fig.tight_layout()
     return fig
+
+# %% ../nbs/06_minetest.ipynb #60c5ff21
+def control_line(keys=(), buttons=(), dx: int = 0, dy: int = 0, wheel: int = 0) -> dict:
+    "A minimal VPT line holding `keys` and `buttons` with a mouse move: what an action of a planner's set is."
+    return {'mouse': {'dx': float(dx), 'dy': float(dy), 'dwheel': float(wheel), 'buttons': sorted(buttons), 'newButtons': sorted(buttons)},
+            'keyboard': {'keys': sorted(keys), 'newKeys': sorted(keys), 'chars': ''}, 'isGuiOpen': False}
+
+PLAN_MOVES = dict(stand={}, forward=dict(keys={'key.keyboard.w'}), back=dict(keys={'key.keyboard.s'}),
+                  left=dict(keys={'key.keyboard.a'}), right=dict(keys={'key.keyboard.d'}),
+                  jump=dict(keys={'key.keyboard.w', 'key.keyboard.space'}), turn_left=dict(dx=-100), turn_right=dict(dx=100))
+
+# %% ../nbs/06_minetest.ipynb #dd15ebb7
+class MinetestGame:
+    "Minetest through the game interface: a new world of a clip's map seed with the player where frame t was taken; VPT lines as input."
+    name = 'minetest'
+    actions = {n: control_line(**c) for n, c in PLAN_MOVES.items()}  # the action set to plan over, as VPT lines
+    def __init__(self, render=(320, 180), settle: int = 2): self.render, self.settle, self.g, self.row = tuple(render), settle, None, None
+    def truth(self) -> dict: return self.state(self.row)
+
+    @staticmethod
+    def state(row: dict) -> dict:
+        "A truth row (the game's log, or the sidecar's) in the sidecar's terms: position, yaw and pitch in degrees (VPT's sense)."
+        if 'us' in row: return dict(pos=[float(v) for v in row['pos']], yaw=float(-np.degrees(row['yaw'])), pitch=float(-np.degrees(row['pitch'])))
+        return dict(pos=[float(v) for v in row['pos']], yaw=float(row['yaw']), pitch=float(row['pitch']))
+
+    @classmethod
+    def goal(cls, clip, t: int) -> dict:
+        "The truth of frame `t` of a recorded clip, in the terms of `truth`."
+        with np.load(Path(clip).with_suffix('.truth.npz')) as z: return cls.state(dict(pos=z['pos'][t], yaw=z['yaw'][t], pitch=z['pitch'][t]))
+
+    @staticmethod
+    def reached(truth: dict, goal: dict, nodes: float = 1.0, degrees: float = 15.0) -> bool:
+        "Within `nodes` of the goal's position and `degrees` of its yaw."
+        return (float(np.linalg.norm(np.subtract(truth['pos'], goal['pos']))) <= nodes
+                and abs((truth['yaw'] - goal['yaw'] + 180) % 360 - 180) <= degrees)
+
+    def close(self):
+        if self.g is not None: self.g.close(); self.g = None
+    def __enter__(self): return self
+    def __exit__(self, *exc): self.close()
+
+# %% ../nbs/06_minetest.ipynb #d0464c1c
+@patch
+def start(self: MinetestGame, clip, t: int) -> np.ndarray:
+    "A new world of `clip`'s map seed, the player at frame `t`'s position and look, time standing still; returns the first frame."
+    self.close()
+    with np.load(Path(clip).with_suffix('.truth.npz')) as z: seed, pos, yaw, pitch = int(z['seed']), z['pos'][t], z['yaw'][t], z['pitch'][t]
+    self.g = Minetest(seed, self.render, start=start_from(pos, yaw, pitch), frozen=True).start()
+    self.g.press('F2')  # no chat
+    img, self.row, *_ = self.g.frame_after(self.g.now_us(), settle=self.settle)
+    return img
+
+@patch
+def act(self: MinetestGame, line: dict, release: bool = True) -> np.ndarray:
+    "Send one VPT line; the first frame drawn after the game read it. `release`: let go of every key and button after."
+    kb, m = line.get('keyboard') or {}, line.get('mouse') or {}
+    sent = self.g.send({k for k in kb.get('keys') or [] if k in X_KEYS}, {b for b in m.get('buttons') or [] if b in X_BUTTONS},
+                       int(m.get('dx', 0)), int(m.get('dy', 0)), int(m.get('dwheel', 0)))
+    img, self.row, *_ = self.g.frame_after(sent, settle=self.settle)
+    if release: self.g.send()
+    return img

@@ -16,7 +16,7 @@ from crafter import constants
 from fastcore.basics import patch
 from fastcore.script import call_parse, store_true
 from .actions import COL, actions_from_jsonl, read_jsonl
-from .crafter import CRAFTER_ACTIONS, MOVES, crafter_action_vectors, frame_hash, load_truth, make_env
+from .crafter import CRAFTER_ACTIONS, MOVES, ReplayMismatch, crafter_action_vectors, frame_hash, load_truth, make_env, reach_frame
 from .data import find_clips, split_clips
 from .models.world_model import WorldModel
 from .train import load_run
@@ -25,10 +25,9 @@ from .evaluate import eval_clips
 
 # %% auto #0
 __all__ = ['PLAN_ACTIONS', 'DISTANCES', 'METHODS', 'RANDOM', 'model_frame', 'PlanConfig', 'CEMPlanner', 'Goal', 'goal_latent',
-           'goals', 'ReplayMismatch', 'reach_state', 'moves_to', 'goal_distance', 'distance_bin', 'goal_clips',
-           'here_cost', 'episode', 'policy', 'pursue', 'stop_arrivals', 'pick_stop', 'wilson', 'summarise',
-           'replay_record', 'cost_rank', 'cost_check', 'run_goals', 'choose_stop', 'plan_run', 'format_planning',
-           'iwm_plan']
+           'goals', 'reach_state', 'moves_to', 'goal_distance', 'distance_bin', 'goal_clips', 'here_cost', 'episode',
+           'policy', 'pursue', 'stop_arrivals', 'pick_stop', 'wilson', 'summarise', 'replay_record', 'cost_rank',
+           'cost_check', 'run_goals', 'choose_stop', 'plan_run', 'format_planning', 'iwm_plan']
 
 # %% ../nbs/41_planning.ipynb #c44af795
 def model_frame(obs: np.ndarray, size: int = 64) -> torch.Tensor:
@@ -176,19 +175,9 @@ def goals(clips, k: int, n: int, context: int = 25, seed: int = 0) -> list[Goal]
     return [cands[i] for i in sorted(rng.choice(len(cands), min(n, len(cands)), replace=False))] if cands else []
 
 # %% ../nbs/41_planning.ipynb #4e250588
-class ReplayMismatch(RuntimeError):
-    "The live game did not reproduce the recorded frame."
-
 def reach_state(clip, t: int):
-    "A live Crafter game at frame `t` of a recorded clip (and its current observation), checked by frame hash."
-    clip = Path(clip); tr = load_truth(clip)
-    names = [l['crafter_action'] for l in read_jsonl(clip.with_suffix('.jsonl'))]
-    env = make_env(int(tr['seed']), tuple(int(x) for x in tr['size']))
-    obs = env.reset()
-    for a in names[:t]: obs, _, _, _ = env.step(CRAFTER_ACTIONS.index(a))
-    if frame_hash(obs) != int(tr['frame_hash'][t]):
-        raise ReplayMismatch(f"{clip}: replaying {t} recorded actions did not reproduce frame {t}")
-    return env, obs, names
+    "A live Crafter game at frame `t` of a recorded clip, its observation and the clip's action names (`iwm.crafter.reach_frame`)."
+    return reach_frame(clip, t)
 
 # %% ../nbs/41_planning.ipynb #fccd1e15
 _IDS = {n: i for i, n in enumerate([None] + list(constants.materials))}  # Crafter's semantic ids: materials, then objects
