@@ -20,7 +20,7 @@ install: $(STAMP)
 demo: $(STAMP) packages
 	$(BIN)/iwm-demo --data data/crafter --out runs/demo
 
-## The reference run behind the README's numbers: tiny for 60 min on CPU (small on a GPU), decoder, evaluation and planning on held-out seeds
+## The reference run behind the README's numbers: tiny for 60 min on CPU (small on a GPU), decoder, evaluation on held-out seeds, planning toward test goals of seeds of their own
 reproduce: $(STAMP)
 	$(BIN)/iwm-reproduce --out runs/reference --data data/reference
 

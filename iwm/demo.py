@@ -155,17 +155,18 @@ def iwm_demo(data: str = 'data/crafter',  # folder for recorded clips
     print(f"wrote {s['sheet']} and {Path(out) / 'summary.json'} in {s['seconds']} s")
 
 # %% ../nbs/90_demo.ipynb #00d28827
-def run_reference(out='runs/reference', data='data/reference', episodes: int = 48, held_episodes: int = 8, val_episodes: int = 8,
+def run_reference(out='runs/reference', data='data/reference', episodes: int = 48, held_episodes: int = 8, val_episodes: int = 8, test_episodes: int = 8,
                   steps: int = 500, config: str | None = None, train_minutes: float = 60.0, decoder_minutes: float = 20.0, batch: int = 32,
                   goals: int = 200, val_goals: int = 50, rollouts: int = 20, plan: PlanConfig = PlanConfig(actions=tuple(MOVES)),
                   decoder_windows: int = 64, eval_windows: int = 256, check: int = 63, progress: bool = True) -> dict:
-    "Record, train the world model and decoder, evaluate and plan on held-out seeds (test goals; validation goals from a third set); returns and writes the summary."
+    "Record, train the world model and decoder, evaluate on held-out seeds, plan toward test goals of seeds used for nothing else (settings on validation seeds); returns and writes the summary."
     import torch
     t0, out, data = time.time(), Path(out), Path(data)
     config = config or ('small' if torch.cuda.is_available() else 'tiny')
     record(data / 'train', episodes, steps, seed=0, progress=progress)
-    record(data / 'held', held_episodes, steps, seed=1, progress=progress)  # seeds 10000.. never trained on: evaluation and test goals
+    record(data / 'held', held_episodes, steps, seed=1, progress=progress)  # seeds 10000.. never trained on: evaluation windows, the decoder's frames
     record(data / 'val', val_episodes, steps, seed=2, progress=progress)  # seeds 20000..: validation goals, to choose planning settings on
+    record(data / 'test', test_episodes, steps, seed=3, progress=progress)  # seeds 30000..: test goals, used for nothing else
     runs = dict(world=out / 'model')
     tc = TrainConfig(config=config, data=str(data / 'train'), out=str(runs['world']), steps=10 ** 6, minutes=train_minutes,
                      batch=batch, eval_every=200, ckpt_every=500, log_every=20)
@@ -175,7 +176,7 @@ def run_reference(out='runs/reference', data='data/reference', episodes: int = 4
     dtr = Trainer(dc, resume=True); dtr.fit(); plot_metrics(dc.out)
     dec = decoder_report(tr.model.eval(), dtr.model.eval(), tr.train_clips, find_clips(data / 'held'), out, windows=decoder_windows)  # beside its baselines
     m = evaluate_run(tc.out, data=data / 'held', out=out, windows=eval_windows)
-    p = plan_run(tc.out, data=data / 'held', val_data=data / 'val', ks=(4, 8), episodes=goals, val_episodes=val_goals, rollouts=rollouts,
+    p = plan_run(tc.out, data=data / 'test', val_data=data / 'val', ks=(4, 8), episodes=goals, val_episodes=val_goals, rollouts=rollouts,
                  c=plan, out=out, progress=progress, check=check)
     summary = dict(config=config, train_steps=tr.step, decoder_steps=dtr.step, minutes=dict(world=train_minutes, decoder=decoder_minutes),
                    decoder={k: dec[k] for k in ('windows', 'reconstruction', 'strip')},
@@ -187,10 +188,10 @@ def run_reference(out='runs/reference', data='data/reference', episodes: int = 4
 # %% ../nbs/90_demo.ipynb #4dab39ea
 @call_parse
 def iwm_reproduce(out: str = 'runs/reference',  # run folder
-                  data: str = 'data/reference',  # clips: DATA/train, DATA/held (test) and DATA/val (validation), each of other seeds
+                  data: str = 'data/reference',  # clips: DATA/train, DATA/held (evaluation), DATA/val (validation goals), DATA/test (test goals), each of other seeds
                   train_minutes: float = 60.0, decoder_minutes: float = 20.0,
                   goals: int = 200):  # test goals for planning per k
-    "The reference run: record, train, decode, evaluate and plan on held-out seeds; prints the numbers the README quotes."
+    "The reference run: record, train, decode, evaluate on held-out seeds, plan toward test goals of their own seeds; prints the numbers the README quotes."
     s = run_reference(out, data, train_minutes=train_minutes, decoder_minutes=decoder_minutes, goals=goals)
     r = s['eval']['ratios']
     print(f"{s['config']}: {s['train_steps']} world-model steps, {s['decoder_steps']} decoder steps")
