@@ -82,14 +82,15 @@ def main():
     h, mi = divmod(round(s['seconds'] / 60), 60)
     res['reference'] = dict(
         what='make reproduce: the reference run', commit=commit, machine=a.machine, wall=f'{h} h {mi} min',
-        data={k: clips(data / k) for k in ('train', 'held', 'val')} | dict(
+        data={k: clips(data / k) for k in ('train', 'held', 'val', 'test') if (data / k).exists()} | dict(
             note='Crafter episodes of at most 500 steps; an episode ends when the player dies. train: seeds 0..; '
-                 'held: seeds 10000.. (evaluation windows and test goals); val: seeds 20000.. (validation goals only)'),
+                 'held: seeds 10000.. (evaluation windows, decoded frames); val: seeds 20000.. (validation goals only); '
+                 'test: seeds 30000.. (test goals only)'),
         model=dict(config=s['config'], encoder='fixed at its random initialisation (encoder_lr=0)', minutes=s['minutes']['world'],
                    steps=s['train_steps'], batch=32, last_loss=r(next((x['loss'] for x in reversed(rows) if 'loss' in x), None), 4)),
         decoder=dict(minutes=s['minutes']['decoder'], steps=s['decoder_steps'], patch=8),
         world_model=world_model(m), decoding=decoding(s, m), planning=planning(p),
-        plan_time_s=old.get('plan_time_s'), imagine_cost=old.get('imagine_cost'))
+        plan_time_s={'commit': old.get('commit', '-')} | old.get('plan_time_s', {}), imagine_cost=old.get('imagine_cost'))
     FILE.write_text(json.dumps(res, indent=1) + '\n')
     print(json.dumps(res['reference'], indent=1)[:6000])
 
