@@ -71,8 +71,19 @@ def test_readers(clip):
     assert action_state(v.clip.actions[turns[0]])['arrows'] in v.actions.value
 
 
-def _xvfbs():
-    return {int(p) for p in subprocess.run(['pgrep', '-x', 'Xvfb'], capture_output=True, text=True).stdout.split()}
+def _children(pid):
+    "Processes whose parent is `pid`."
+    out = []
+    for st in Path('/proc').glob('[0-9]*/stat'):
+        try: f = st.read_text().rsplit(')', 1)[1].split()
+        except OSError: continue
+        if int(f[1]) == pid: out.append(int(st.parent.name))
+    return out
+
+
+def _ctrl_c_works():
+    "In the child: SIGINT back to its default, so Python turns it into KeyboardInterrupt even when this test runs where it is ignored."
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _alive(pid):
@@ -83,7 +94,6 @@ def _alive(pid):
 
 def test_closes_on_error(tmp_path, monkeypatch):
     monkeypatch.setenv('TMPDIR', str(tmp_path)); mt.tempfile.tempdir = None
-    before = _xvfbs()
     try:
         with pytest.raises(RuntimeError, match='on purpose'):
             with mt.Minetest(seed=5) as g:
@@ -91,7 +101,7 @@ def test_closes_on_error(tmp_path, monkeypatch):
                 assert folder.parent == tmp_path and all(_alive(p) for p in pids)
                 raise RuntimeError('on purpose')
     finally: mt.tempfile.tempdir = None
-    assert not any(_alive(p) for p in pids) and not folder.exists() and _xvfbs() <= before
+    assert not any(_alive(p) for p in pids) and not folder.exists()
     assert not list(tmp_path.glob('iwm-minetest-*'))
 
 
@@ -99,22 +109,24 @@ def test_closes_on_error(tmp_path, monkeypatch):
 def test_stopped(tmp_path, sig):
     """Ctrl-C or SIGTERM in the middle of a recording: no game, no X server, no world and no partial clip left behind;
     SIGKILL: no game and no X server."""
-    before, out = _xvfbs(), tmp_path / 'clips'
+    out = tmp_path / 'clips'
     env = {**os.environ, 'TMPDIR': str(tmp_path)}
     p = subprocess.Popen([BIN / 'iwm-record', '--game', 'minetest', '--out', str(out), '--episodes', '1', '--steps', '5000'],
-                         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=_ctrl_c_works)
     deadline = time.monotonic() + 120
     while not list(out.glob('.*.part')) and time.monotonic() < deadline: time.sleep(0.2)  # recording has begun
     assert list(out.glob('.*.part')), p.stderr.read() if p.poll() is not None else 'no recording after 120 s'
     time.sleep(2)
+    kids = _children(p.pid)  # the game and its X server
+    assert len(kids) >= 2, kids
     p.send_signal(sig)
     p.wait(60)
     assert p.returncode != 0
     for _ in range(50):  # the kernel's PDEATHSIG is quick but not instant
-        games = subprocess.run(['pgrep', '-f', str(tmp_path)], capture_output=True, text=True).stdout.split()
-        if not games and _xvfbs() <= before: break
+        left = [k for k in kids if _alive(k)]
+        if not left: break
         time.sleep(0.1)
-    assert not games and _xvfbs() <= before
+    assert not left and not subprocess.run(['pgrep', '-f', str(tmp_path)], capture_output=True, text=True).stdout.split()
     if sig != signal.SIGKILL:
         assert not list(tmp_path.glob('iwm-minetest-*'))
         assert not list(out.iterdir())  # nothing half-written under any name

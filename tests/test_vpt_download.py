@@ -227,7 +227,8 @@ def test_interrupted_download_resumes(site, tmp_path):
     c = site.clips[N]
     mp4, jsonl = c.paths(tmp_path / 'out')
     args = (INDEX, '--out', 'out', '--match', c.relpath.split('/')[-1][:-4], '--basedir', site.url, '--quiet', '--timeout', 10)
-    p = subprocess.Popen([str(CLI), *map(str, args)], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    p = subprocess.Popen([str(CLI), *map(str, args)], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # Ctrl-C works even where this test runs with it ignored
     part, t = part_path(mp4), time.time()
     while not (part.exists() and part.stat().st_size > 0) and time.time() - t < 30: time.sleep(0.01)
     p.send_signal(signal.SIGINT)  # the server holds the rest of the file: the signal lands mid-transfer
