@@ -10,15 +10,14 @@ import json, os, queue, shutil, signal, socket, subprocess, tempfile, threading,
 from pathlib import Path
 import numpy as np
 from fastcore.basics import patch
-from fastcore.script import call_parse
 from tqdm.auto import tqdm
-from .actions import COL, describe_action, actions_from_lines, read_jsonl
+from .actions import COL, describe_action, actions_from_lines
 from .video import VideoWriter
 from .inspect import frame_timing
 
 # %% auto #0
 __all__ = ['CLIENT_MOD', 'SERVER_MOD', 'KIT', 'ITEMS', 'X_KEYS', 'X_BUTTONS', 'SETTINGS', 'MINETEST_PLACES', 'PLAN_MOVES',
-           'minetest_binary', 'MinetestError', 'Minetest', 'start_from', 'MinetestPolicy', 'vpt_line',
+           'minetest_binary', 'MinetestError', 'Minetest', 'vpt_look', 'start_from', 'MinetestPolicy', 'vpt_line',
            'record_minetest_clip', 'record_minetest', 'alignment', 'dig_in_front', 'action_strip', 'control_line',
            'MinetestGame']
 
@@ -293,10 +292,14 @@ def _fake(self: Minetest, kind: str, detail: int, **kw):
     xtest.fake_input(self.x, getattr(X, kind), detail, **kw)
 
 @patch
+def _code(self: Minetest, xkey: str) -> int:
+    from Xlib import XK
+    return self.x.keysym_to_keycode(XK.string_to_keysym(xkey))
+
+@patch
 def send(self: Minetest, keys=(), buttons=(), dx: int = 0, dy: int = 0, wheel: int = 0) -> int:
     "Hold exactly `keys` (VPT names) and `buttons` (0 attack, 1 use), move the mouse, click the wheel (+ up); the game's clock after."
-    from Xlib import XK
-    code = lambda k: self.x.keysym_to_keycode(XK.string_to_keysym(X_KEYS[k]))
+    code = lambda k: self._code(X_KEYS[k])
     keys, buttons = set(keys), set(buttons)
     for k in self.held_keys - keys: self._fake('KeyRelease', code(k))
     for b in self.held_buttons - buttons: self._fake('ButtonRelease', X_BUTTONS[b])
@@ -312,8 +315,7 @@ def send(self: Minetest, keys=(), buttons=(), dx: int = 0, dy: int = 0, wheel: i
 @patch
 def press(self: Minetest, xkey: str):
     "Press and release one X key (e.g. 'F2', which hides the chat)."
-    from Xlib import XK
-    c = self.x.keysym_to_keycode(XK.string_to_keysym(xkey))
+    c = self._code(xkey)
     self._fake('KeyPress', c); self._fake('KeyRelease', c); self.x.sync()
 
 @patch
@@ -337,6 +339,10 @@ def frame_after(self: Minetest, sent: int, due: int = 0, settle: int = 2, what: 
     return img, row, inv, grabbed
 
 # %% ../nbs/06_minetest.ipynb #bb068a6c
+def vpt_look(look_horizontal, look_vertical) -> tuple:
+    "(yaw, pitch) in degrees, VPT's sense (yaw grows turning right, pitch looking down), of the client's look in radians (scalars or arrays)."
+    return -np.degrees(look_horizontal), -np.degrees(look_vertical)
+
 def start_from(pos, yaw: float, pitch: float) -> tuple:
     "The game's (x, y, z, look_horizontal, look_vertical) for a truth row's position and VPT-sense yaw and pitch (degrees)."
     return (*map(float, pos), float(-np.radians(yaw) - np.pi / 2), float(np.radians(pitch)))
@@ -369,7 +375,7 @@ def __call__(self: MinetestPolicy, row: dict, t: int) -> dict:
     self.left -= 1; self.n += 1
     rng, keys, buttons, wheel = self.rng, set(), set(), 0
     self.turn = 0.8 * self.turn + 0.2 * rng.normal(0, 14 if self.mode == 'look' else 8)  # degrees a step, smooth
-    dpitch = float(np.clip(0.2 * (self.pitch_to + np.degrees(row['pitch'])) + rng.normal(0, 0.5), -6, 6))
+    dpitch = float(np.clip(0.2 * (self.pitch_to - vpt_look(row['yaw'], row['pitch'])[1]) + rng.normal(0, 0.5), -6, 6))
     self.seen = (self.seen + [row['pos']])[-6:]
     if self.mode == 'walk':
         keys = self.walk_keys | self.extra
@@ -402,11 +408,12 @@ def vpt_line(c: dict, prev: dict | None, t: int, row: dict, cursor, inventory: d
     keys, buttons = sorted(c['keys']), sorted(c['buttons'])
     pk, pb = (set(prev['keys']), set(prev['buttons'])) if prev else (set(), set())
     x, y = cursor
+    yaw, pitch = vpt_look(row['yaw'], row['pitch'])
     return {'mouse': {'x': x, 'y': y, 'dx': float(c['dx']), 'dy': float(c['dy']), 'scaledX': x - 640.0, 'scaledY': y - 360.0,
                       'dwheel': float(c['wheel']), 'buttons': buttons, 'newButtons': [b for b in buttons if b not in pb]},
             'keyboard': {'keys': keys, 'newKeys': [k for k in keys if k not in pk], 'chars': ''},
             'isGuiOpen': bool(c['gui']), 'isGuiInventory': bool(c['gui']), 'hotbar': int(c['hotbar']),
-            'yaw': float(-np.degrees(row['yaw'])), 'pitch': float(-np.degrees(row['pitch'])),
+            'yaw': float(yaw), 'pitch': float(pitch),
             'xpos': row['pos'][0], 'ypos': row['pos'][1], 'zpos': row['pos'][2], 'tick': t, 'milli': us // 1000,
             'inventory': [{'type': k, 'quantity': int(v)} for k, v in inventory.items()], 'serverTick': row['step'],
             'serverTickDurationMs': 0.0, 'stats': {}}
@@ -433,8 +440,8 @@ def _play(g: Minetest, policy, steps: int, fps: int, settle: int, out: queue.Que
 def _truth_arrays(truth: list[dict], g: Minetest, **meta) -> dict:
     "The sidecar's arrays: per frame the truth in VPT's sense (yaw right-positive, pitch down-positive, degrees), and its clocks."
     a = lambda k, dt=None: np.array([r[k] for r in truth], dt)
-    return dict(pos=a('pos', np.float32), yaw=-np.degrees(a('yaw', np.float64)).astype(np.float32),
-                pitch=-np.degrees(a('pitch', np.float64)).astype(np.float32), on_ground=a('on_ground', bool),
+    yaw, pitch = vpt_look(a('yaw', np.float64), a('pitch', np.float64))
+    return dict(pos=a('pos', np.float32), yaw=yaw.astype(np.float32), pitch=pitch.astype(np.float32), on_ground=a('on_ground', bool),
                 node=a('node'), node_pos=a('node_pos', np.int32), hotbar=(a('wield') - 1).astype(np.int8),
                 inventory=np.array([[r['items'].get(k, 0) for k in ITEMS] for r in truth], np.int16),
                 held=np.array([sum(r['items'].values()) for r in truth], np.int32),
@@ -504,7 +511,7 @@ def alignment(truth: dict, lines: list[dict]) -> dict:
     still = (a[:, COL['camera_yaw']] == 0) & (a[:, COL['camera_pitch']] == 0) & (np.hypot(*step.T) < 1e-3)
     hit = (a[:, COL['attack']] > 0) & still & (truth['node'][:-1] != '-')
     gone = hit & np.any(truth['node_pos'][1:] != truth['node_pos'][:-1], axis=1)
-    gained = np.array([truth['held'][t + 1:t + 6].max() > truth['held'][t] if t + 1 < len(truth['held']) else False for t in np.nonzero(gone)[0]])
+    gained = np.array([truth['held'][t + 1:t + 6].max() > truth['held'][t] for t in np.nonzero(gone)[0]], bool)
     slot = np.array([l['hotbar'] for l in lines[:-1]])
     return dict(turning=int(turned.sum()), same_sign=float(np.mean(np.sign(dyaw[turned]) == np.sign(cam[turned]))),
                 turn_ratio=float(np.median(dyaw[turned] / np.where(cam[turned] == 0, np.nan, cam[turned]))),
@@ -563,8 +570,8 @@ class MinetestGame:
     @staticmethod
     def state(row: dict) -> dict:
         "A truth row (the game's log, or the sidecar's) in the sidecar's terms: position, yaw and pitch in degrees (VPT's sense)."
-        if 'us' in row: return dict(pos=[float(v) for v in row['pos']], yaw=float(-np.degrees(row['yaw'])), pitch=float(-np.degrees(row['pitch'])))
-        return dict(pos=[float(v) for v in row['pos']], yaw=float(row['yaw']), pitch=float(row['pitch']))
+        yaw, pitch = vpt_look(row['yaw'], row['pitch']) if 'us' in row else (row['yaw'], row['pitch'])
+        return dict(pos=[float(v) for v in row['pos']], yaw=float(yaw), pitch=float(pitch))
 
     @classmethod
     def goal(cls, clip, t: int) -> dict:
