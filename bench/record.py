@@ -5,7 +5,8 @@ prints: the intervals between grabbed frames (mean, p99, frames later than 1.5 p
 interval measured in the same run (the baseline: the recorder grabs once every `settle` + 1 game steps at best, so
 its interval over the game's step interval says how close to that bound it runs), the achieved rate as a share of
 VPT's 20 fps, the wall time, and how the action lines agree with the truth (`alignment`). Then a Crafter clip of
-the same length, recorded in the same run, for the time a frame costs with a game that waits for its input.
+at most the same length (its episode ends if the player dies), recorded in the same run, for the time a frame costs
+with a game that waits for its input.
 
     python bench/record.py [--steps 2000] [--seed 0] [--render 320x180] [--out DIR]
 """
