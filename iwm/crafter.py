@@ -17,7 +17,7 @@ from .actions import ACTION_NAMES, COL, actions_from_lines, describe_action, rea
 from .video import VideoWriter
 
 # %% auto #0
-__all__ = ['CRAFTER_ACTIONS', 'CRAFTER_TO_VPT', 'MOVES', 'ITEMS', 'ACHIEVEMENTS', 'vpt_line', 'crafter_action_vectors',
+__all__ = ['CRAFTER_ACTIONS', 'CRAFTER_TO_VPT', 'MOVES', 'ITEMS', 'ACHIEVEMENTS', 'FACINGS', 'vpt_line', 'crafter_action_vectors',
            'crafter_action', 'DeterministicWorld', 'make_env', 'ExplorePolicy', 'frame_hash', 'env_truth',
            'record_clip', 'load_truth', 'replay', 'ReplayMismatch', 'reach_frame', 'CrafterGame', 'recorded_with',
            'check_recorded', 'episode_seed', 'record', 'iwm_record']
@@ -195,6 +195,8 @@ def reach_frame(clip, t: int):
     return env, obs, names
 
 # %% ../nbs/02_crafter.ipynb #5aefea0a
+FACINGS = ((-1, 0), (1, 0), (0, -1), (0, 1))  # the player's facing (x, y) -> class
+
 class CrafterGame:
     "Crafter through the game interface: the clip's world replayed to frame t; input as VPT lines, one step each."
     name = 'crafter'
@@ -221,6 +223,20 @@ class CrafterGame:
     def reached(truth: dict, goal: dict) -> bool: return truth['pos'] == goal['pos'] and truth['facing'] == goal['facing']
     def fork(self) -> 'CrafterGame': return copy.deepcopy(self)
     def close(self): self.env = None
+    probes = dict(pos='value', inventory='value', facing='class', front='class')  # what evaluation's linear probes read from a latent
+    @staticmethod
+    def probe_targets(truth: dict, ts) -> dict:
+        "Probe targets at frames `ts`: position (n, 2), facing class (`FACINGS`), inventory (n, items), material in front."
+        ts = np.asarray(ts)
+        pos, fac = truth['pos'][ts].astype(int), truth['facing'][ts].astype(int)
+        front = np.clip(pos + fac, 0, np.array(truth['semantic'].shape[1:]) - 1)
+        return dict(pos=pos.astype(np.float32), facing=np.array([FACINGS.index(tuple(f)) for f in fac]),
+                    inventory=truth['inventory'][ts].astype(np.float32), front=truth['semantic'][ts, front[:, 0], front[:, 1]].astype(int))
+    kinds = ('moving', 'still')
+    @staticmethod
+    def step_kinds(truth: dict) -> np.ndarray:
+        "`moving` where the player's position changed from frame t to t+1, else `still`."
+        return np.where(np.any(truth['pos'][1:] != truth['pos'][:-1], axis=-1), 'moving', 'still')
 
 # %% ../nbs/02_crafter.ipynb #de6c64d6
 def recorded_with(path) -> dict:

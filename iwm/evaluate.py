@@ -1,4 +1,4 @@
-"""Latent error against honest baselines, split by whether the player moved; retrieval, action sensitivity, linear probes, decoded frames; a report: `iwm-eval`.
+"""Latent error against honest baselines, split by what happened at each step (moved, turned, changed the world, nothing); retrieval, action sensitivity, linear probes, decoded frames; a report: `iwm-eval`.
 
 Docs: https://iwm-project.github.io/iwm/evaluate.html.md"""
 
@@ -14,18 +14,20 @@ import torch.nn.functional as F
 from torch.utils.data import default_collate
 from fastcore.script import call_parse
 from .actions import COL
-from .crafter import load_truth
+from .crafter import FACINGS, CrafterGame, load_truth
+from .games import game_class, step_kinds
+from .minetest import NODE_CLASSES
 from .data import ClipWindows, find_clips
 from .models.world_model import WorldModel
 from .train import load_run, load_decoder, run_config, train_held_clips
 from .decoder import decode_windows, imagination_metrics, rollout_strip
 
 # %% auto #0
-__all__ = ['CONDITIONS', 'FACINGS', 'LAMBDAS', 'PROBE_ROWS', 'eval_clips', 'sample_windows', 'moving_steps', 'future_shuffled',
-           'latent_errors', 'latent_report', 'clip_latents', 'retrieval_mrr', 'probe_truth', 'probe_features', 'Ridge',
-           'probe_scores', 'guess_scores', 'window_probes', 'random_encoder', 'probe_report', 'plot_latent_errors',
-           'plot_decoded', 'rollout_animation', 'write_report', 'eval_metrics', 'eval_report', 'evaluate_run',
-           'iwm_eval']
+__all__ = ['KINDS', 'CONDITIONS', 'LAMBDAS', 'PROBE_ROWS', 'eval_clips', 'sample_windows', 'clip_kinds', 'clip_kind_names',
+           'future_shuffled', 'latent_errors', 'latent_report', 'clip_latents', 'retrieval_mrr', 'probe_truth',
+           'probe_features', 'Ridge', 'probe_scores', 'guess_scores', 'window_probes', 'random_encoder', 'probe_report',
+           'plot_latent_errors', 'plot_decoded', 'rollout_animation', 'write_report', 'eval_metrics', 'eval_report',
+           'evaluate_run', 'iwm_eval']
 
 # %% ../nbs/40_evaluate.ipynb #f6a19363
 def eval_clips(run, data=None) -> tuple[list[Path], list[Path]]:
@@ -54,15 +56,22 @@ def sample_windows(clips, size: int, horizon: int, n: int = 256) -> tuple[ClipWi
             if len(far): other[j] = idx[far[np.argmax(np.abs(t[far] - t[j]))]]
     return ds, idx, other
 
-def moving_steps(ds: ClipWindows, i: int, t: int, horizon: int) -> np.ndarray:
-    "Whether the player moved at each step t+1 .. t+horizon of clip `i`: from Crafter's truth, else from the actions."
+KINDS = ('turning', 'moving', 'world', 'still')  # every game's kinds of step, in the order reports list them
+
+def clip_kinds(ds: ClipWindows, i: int) -> np.ndarray:
+    "The kind of each step t -> t+1 of clip `i`: from its game's truth (`step_kinds`), else from its action lines (camera motion, a movement key)."
     clip = ds.clips[i]
-    if clip.with_suffix('.truth.npz').exists():
-        pos = load_truth(clip)['pos'][t:t + horizon + 1]
-        return np.any(pos[1:] != pos[:-1], axis=-1)
-    a = ds.actions[i][t:t + horizon].numpy()  # the line before each frame
+    if clip.with_suffix('.truth.npz').exists(): return step_kinds(clip)
+    a = ds.actions[i][:ds.lengths[i] - 1].numpy()  # line t: the input between frames t and t+1
     keys = [COL[k] for k in ('forward', 'back', 'left', 'right', 'jump')]
-    return (a[:, keys] != 0).any(-1) | (a[:, [COL['camera_pitch'], COL['camera_yaw']]] != 0).any(-1)
+    cam, move = (a[:, [COL['camera_pitch'], COL['camera_yaw']]] != 0).any(-1), (a[:, keys] != 0).any(-1)
+    return np.select([cam, move], ['turning', 'moving'], 'still')
+
+def clip_kind_names(ds: ClipWindows) -> tuple:
+    "The kinds of step the clips of `ds` can have, in `KINDS` order."
+    have = set()
+    for c in ds.clips: have |= set(game_class(c).kinds) if c.with_suffix('.truth.npz').exists() else {'turning', 'moving', 'still'}
+    return tuple(k for k in KINDS if k in have)
 
 # %% ../nbs/40_evaluate.ipynb #f89697e2
 CONDITIONS = ('model', 'copy_last', 'shuffled', 'shuffled_future', 'zero')
@@ -86,10 +95,10 @@ def latent_errors(world: WorldModel, batch: dict, other_actions: torch.Tensor) -
     return out, preds['model']
 
 # %% ../nbs/40_evaluate.ipynb #a2fb681f
-def _summary(v: np.ndarray, moving: np.ndarray) -> dict:
-    "Mean per step ahead over all, moving and still steps (NaN where a step has none)."
+def _summary(v: np.ndarray, kinds: np.ndarray, names: tuple) -> dict:
+    "Mean per step ahead over all steps and over the steps of each kind in `names` (NaN where a step ahead has none)."
     def m(mask): return [float(v[mask[:, h], h].mean()) if mask[:, h].any() else float('nan') for h in range(v.shape[1])]
-    return dict(all=m(np.ones_like(moving)), moving=m(moving), still=m(~moving))
+    return dict(all=m(np.ones(kinds.shape, bool)), **{k: m(kinds == k) for k in names})
 
 def _window_actions(ds: ClipWindows, k: int) -> torch.Tensor:
     "The action lines of window `k` alone: no frame is decoded (another clip's frames would evict this one's from the cache)."
@@ -98,27 +107,31 @@ def _window_actions(ds: ClipWindows, k: int) -> torch.Tensor:
 
 @torch.no_grad()
 def latent_report(world: WorldModel, ds: ClipWindows, idx: np.ndarray, other: np.ndarray, batch: int = 32) -> dict:
-    "Latent L1 and cosine per step ahead for every condition (all / moving / still), ratios, and the raw arrays."
-    H = ds.horizon
+    "Latent L1 and cosine per step ahead for every condition (all steps, each kind of step), ratios, and the raw arrays."
+    H, names, per_clip = ds.horizon, clip_kind_names(ds), {}
     errs = {k: dict(l1=[], cos=[]) for k in CONDITIONS}
-    moving, first = [], []
+    kinds, first = [], []
     for s in range(0, len(idx), batch):
         b = default_collate([ds[int(k)] for k in idx[s:s + batch]])
         oth = torch.stack([_window_actions(ds, int(k)) if k >= 0 else torch.zeros_like(b['actions'][0]) for k in other[s:s + batch]])
         e, pred = latent_errors(world, b, oth)
         for k in CONDITIONS:
             for m in ('l1', 'cos'): errs[k][m].append(e[k][m])
-        moving += [moving_steps(ds, *(int(x) for x in ds.index[int(k)]), H) for k in idx[s:s + batch]]
+        for k in idx[s:s + batch]:
+            i, t = (int(x) for x in ds.index[int(k)])
+            if i not in per_clip: per_clip[i] = clip_kinds(ds, i)
+            kinds.append(per_clip[i][t:t + H])  # the steps t -> t+1 .. t+H-1 -> t+H
         first.append(pred[:, 0].cpu())
-    mv = np.stack(moving)
+    kd = np.stack(kinds)
     arr = {k: {m: torch.cat(v).numpy() for m, v in d.items()} for k, d in errs.items()}
     out = dict(horizons=list(range(1, H + 1)), windows=len(idx), shuffled_windows=int((other >= 0).sum()),  # windows paired for 'shuffled'
-               moving_share=float(mv.mean()),
-               l1={k: _summary(arr[k]['l1'], mv) for k in CONDITIONS}, cos={k: _summary(arr[k]['cos'], mv) for k in CONDITIONS})
+               kinds=list(names), kind_share={k: float((kd == k).mean()) for k in names}, moving_share=float((kd != 'still').mean()),
+               l1={k: _summary(arr[k]['l1'], kd, names) for k in CONDITIONS}, cos={k: _summary(arr[k]['cos'], kd, names) for k in CONDITIONS})
     r = lambda a, b: [x / y if y else float('nan') for x, y in zip(a, b)]
-    out['ratios'] = {f'model/copy_last_{s}': r(out['l1']['model'][s], out['l1']['copy_last'][s]) for s in ('all', 'moving', 'still')}
-    out['ratios'].update({f'{c}/model_{s}': r(out['l1'][c][s], out['l1']['model'][s]) for c in ('shuffled', 'shuffled_future') for s in ('all', 'moving')})
-    return dict(out, _moving=mv, _arrays=arr, _first=torch.cat(first))
+    out['ratios'] = {f'model/copy_last_{s}': r(out['l1']['model'][s], out['l1']['copy_last'][s]) for s in ('all',) + names}
+    out['ratios'].update({f'{c}/model_{s}': r(out['l1'][c][s], out['l1']['model'][s]) for c in ('shuffled', 'shuffled_future')
+                          for s in ('all',) + names if s != 'still'})
+    return dict(out, _kinds=kd, _arrays=arr, _first=torch.cat(first))
 
 # %% ../nbs/40_evaluate.ipynb #4c7755c7
 @torch.no_grad()
@@ -144,15 +157,9 @@ def retrieval_mrr(world: WorldModel, ds: ClipWindows, idx: np.ndarray, first: to
     return dict({k: float(np.mean(v)) for k, v in rr.items()}, windows=len(idx), candidates=float(np.mean(n)))
 
 # %% ../nbs/40_evaluate.ipynb #3cc4d41d
-FACINGS = ((-1, 0), (1, 0), (0, -1), (0, 1))
-
 def probe_truth(truth: dict, ts) -> dict:
-    "Probe targets at frames `ts`: position (n, 2), facing class, inventory (n, items), material in front."
-    ts = np.asarray(ts)
-    pos, fac = truth['pos'][ts].astype(int), truth['facing'][ts].astype(int)
-    front = np.clip(pos + fac, 0, np.array(truth['semantic'].shape[1:]) - 1)
-    return dict(pos=pos.astype(np.float32), facing=np.array([FACINGS.index(tuple(f)) for f in fac]),
-                inventory=truth['inventory'][ts].astype(np.float32), front=truth['semantic'][ts, front[:, 0], front[:, 1]].astype(int))
+    "Crafter's probe targets at frames `ts` (`CrafterGame.probe_targets`): position (n, 2), facing class, inventory (n, items), material in front."
+    return CrafterGame.probe_targets(truth, ts)
 
 def probe_features(z: torch.Tensor, grid: int = 4) -> torch.Tensor:
     "Latents (M, N, D) -> features (M, g*g*D): the token grid average-pooled to at most `grid` x `grid`."
@@ -198,33 +205,41 @@ def _r2(pred, y):
 
 def _onehot(c, n): return F.one_hot(torch.as_tensor(c), n).float()
 
-def probe_scores(Xtr, Ttr: dict, Xte, Tte: dict, lam: float | None = None) -> tuple[dict, dict]:
-    "Fit one probe per target on (Xtr, Ttr); scores on (Xte, Tte), and the fitted probes."
-    probes, scores, prepped = {}, {}, {}  # one standardisation and eigendecomposition for every probe
-    for k in ('pos', 'inventory'):
-        probes[k] = Ridge(lam).fit(Xtr, torch.as_tensor(Ttr[k]), prepped)
-        scores[f'{k}_r2'] = _r2(probes[k].predict(Xte), torch.as_tensor(Tte[k]))
-    for k in ('facing', 'front'):
-        n = int(max(Ttr[k].max(), Tte[k].max())) + 1
-        probes[k] = Ridge(lam).fit(Xtr, _onehot(Ttr[k], n), prepped)
-        scores[f'{k}_acc'] = float((probes[k].predict(Xte).argmax(1).numpy() == Tte[k]).mean())
-        scores[f'{k}_majority'] = float((Tte[k] == np.bincount(Ttr[k]).argmax()).mean())
+def probe_scores(Xtr, Ttr: dict, Xte, Tte: dict, lam: float | None = None, spec: dict | None = None, changes: tuple | None = None) -> tuple[dict, dict]:
+    "Fit one probe per target of `spec` (name -> 'value', 'class' or 'change'; Crafter's by default) on (Xtr, Ttr); scores on (Xte, Tte), and the probes. `changes`: the (fit, test) features a change is read from."
+    spec = spec or CrafterGame.probes
+    probes, scores, prepped = {}, {}, dict(one={}, change={})  # one standardisation and eigendecomposition per set of features
+    for k, kind in spec.items():
+        xtr, xte, p = (Xtr, Xte, prepped['one']) if kind != 'change' else (*changes, prepped['change'])
+        if kind == 'class':
+            n = int(max(Ttr[k].max(), Tte[k].max())) + 1
+            probes[k] = Ridge(lam).fit(xtr, _onehot(Ttr[k], n), p)
+            scores[f'{k}_acc'] = float((probes[k].predict(xte).argmax(1).numpy() == Tte[k]).mean())
+            scores[f'{k}_majority'] = float((Tte[k] == np.bincount(Ttr[k]).argmax()).mean())
+        else:
+            probes[k] = Ridge(lam).fit(xtr, torch.as_tensor(Ttr[k]), p)
+            scores[f'{k}_r2'] = _r2(probes[k].predict(xte), torch.as_tensor(Tte[k]))
     return scores, probes
 
 # %% ../nbs/40_evaluate.ipynb #86dba0a5
-def _guess(probes: dict, X: torch.Tensor) -> dict:
-    "Each probe's guess from features `X`: values for position and inventory, classes for facing and the material in front."
-    return {k: p.predict(X) if k in ('pos', 'inventory') else p.predict(X).argmax(1).numpy() for k, p in probes.items()}
+def _guess(probes: dict, X: torch.Tensor, spec: dict | None = None, change: torch.Tensor | None = None) -> dict:
+    "Each probe's guess from features `X` (a change's from `change`): values, or classes."
+    spec = spec or CrafterGame.probes
+    return {k: p.predict(change if spec[k] == 'change' else X).argmax(1).numpy() if spec[k] == 'class' else p.predict(change if spec[k] == 'change' else X)
+            for k, p in probes.items()}
 
-def guess_scores(guess: dict, truth: dict) -> dict:
-    "R² (position, inventory) and accuracy (facing, material in front) of `guess` against `truth` (both as `probe_truth` gives)."
-    s = {f'{k}_r2': _r2(torch.as_tensor(guess[k]).float(), torch.as_tensor(truth[k]).float()) for k in ('pos', 'inventory')}
-    return dict(s, **{f'{k}_acc': float((np.asarray(guess[k]) == truth[k]).mean()) for k in ('facing', 'front')})
+def guess_scores(guess: dict, truth: dict, spec: dict | None = None) -> dict:
+    "R² (values and changes) and accuracy (classes) of `guess` against `truth` (both as the game's `probe_targets` gives)."
+    spec = spec or CrafterGame.probes
+    return {f'{k}_acc' if kind == 'class' else f'{k}_r2': float((np.asarray(guess[k]) == truth[k]).mean()) if kind == 'class'
+            else _r2(torch.as_tensor(guess[k]).float(), torch.as_tensor(truth[k]).float()) for k, kind in spec.items()}
 
-def window_probes(probes: dict, Xp: torch.Tensor, Xt: torch.Tensor, Tt: dict, Tn: dict, majority: dict) -> dict:
-    "Rows against the truth at t+1 `Tn`: probes on predicted latents' features `Xp`, on z_t's `Xt`, and persistence (the truth at t `Tt`)."
-    rows = dict(predicted=guess_scores(_guess(probes, Xp), Tn), current=guess_scores(_guess(probes, Xt), Tn), persistence=guess_scores(Tt, Tn))
-    for r in rows.values(): r.update({f'{k}_majority': float((Tn[k] == majority[k]).mean()) for k in ('facing', 'front')})
+def window_probes(probes: dict, Xp: torch.Tensor, Xt: torch.Tensor, Tt: dict, Tn: dict, majority: dict, spec: dict | None = None) -> dict:
+    "Rows against the truth at t+1 `Tn`: probes on predicted latents' features `Xp`, on z_t's `Xt`, and persistence (the truth at t `Tt`); a change into t+1 is read from `Xp - Xt` (from z_t: none)."
+    spec = spec or CrafterGame.probes
+    rows = dict(predicted=guess_scores(_guess(probes, Xp, spec, Xp - Xt), Tn, spec), current=guess_scores(_guess(probes, Xt, spec, Xt - Xt), Tn, spec),
+                persistence=guess_scores(Tt, Tn, spec))
+    for r in rows.values(): r.update({f'{k}_majority': float((Tn[k] == majority[k]).mean()) for k in majority})
     return rows
 
 # %% ../nbs/40_evaluate.ipynb #4d8762fc
@@ -237,13 +252,13 @@ def random_encoder(world: WorldModel, seed: int) -> tuple[WorldModel, int]:
         seed += 1
 
 # %% ../nbs/40_evaluate.ipynb #28eed678
-def _frames_truth(d: ClipWindows, clips) -> tuple[torch.Tensor, dict, dict]:
-    "Every frame of clips `clips` of `d`, their truth (`probe_truth`), and the row of each clip's first frame."
-    F_, T, start, n0 = [], [], {}, 0
+def _frames_truth(d: ClipWindows, clips) -> tuple[torch.Tensor, dict, dict, np.ndarray]:
+    "Every frame of clips `clips` of `d`, their truth (the game's `probe_targets`), the row of each clip's first frame, and each row's previous row (a clip's first: itself)."
+    F_, T, start, prev, n0 = [], [], {}, [], 0
     for i in clips:
-        n = d.lengths[i]; T.append(probe_truth(load_truth(d.clips[i]), range(n))); F_.append(d.frames(i)[:n])
-        start[i], n0 = n0, n0 + n
-    return torch.cat(F_), {k: np.concatenate([t[k] for t in T]) for k in T[0]}, start
+        n = d.lengths[i]; T.append(game_class(d.clips[i]).probe_targets(load_truth(d.clips[i]), range(n))); F_.append(d.frames(i)[:n])
+        start[i], prev, n0 = n0, prev + [n0] + list(range(n0, n0 + n - 1)), n0 + n
+    return torch.cat(F_), {k: np.concatenate([t[k] for t in T]) for k in T[0]}, start, np.array(prev)
 
 @torch.no_grad()
 def _features(m: WorldModel, f: torch.Tensor, chunk: int = 256) -> torch.Tensor:
@@ -255,35 +270,45 @@ def _features(m: WorldModel, f: torch.Tensor, chunk: int = 256) -> torch.Tensor:
 @torch.no_grad()
 def probe_report(world: WorldModel, fit_clips, ds: ClipWindows, idx: np.ndarray, first: torch.Tensor, max_fit: int = 2048, seed: int = 1) -> dict:
     "Probes on the evaluation frames' target latents (the model's encoder, a random one); on the windows: predicted latents of t+1, z_t, persistence."
-    fit = ClipWindows([c for c in fit_clips if Path(c).with_suffix('.truth.npz').exists()], size=world.cfg.img_size, horizon=1, context=1)
     ev = [i for i, c in enumerate(ds.clips) if c.with_suffix('.truth.npz').exists()]
-    if not len(fit.clips) or not ev: return {}
-    rand, rseed = random_encoder(world, seed)
-    Ftr, Ttr, _ = _frames_truth(fit, range(len(fit.clips)))
-    if len(Ftr) > max_fit:
-        keep = np.linspace(0, len(Ftr) - 1, max_fit).astype(int); Ftr, Ttr = Ftr[keep], {k: v[keep] for k, v in Ttr.items()}
-    Fte, Tte, start = _frames_truth(ds, ev)
-    out, X = {}, {}
+    if not ev: return {}
+    game = game_class(ds.clips[ev[0]])  # the probes of the first evaluation clip's game, on that game's clips
+    ev = [i for i in ev if game_class(ds.clips[i]) is game]
+    fit = ClipWindows([c for c in fit_clips if Path(c).with_suffix('.truth.npz').exists() and game_class(c) is game],
+                      size=world.cfg.img_size, horizon=1, context=1)
+    if not len(fit.clips): return {}
+    spec, rand, rseed = game.probes, *random_encoder(world, seed)
+    Ftr, Ttr, _, ptr = _frames_truth(fit, range(len(fit.clips)))
+    keep = np.linspace(0, len(Ftr) - 1, max_fit).astype(int) if len(Ftr) > max_fit else np.arange(len(Ftr))
+    Ttr = {k: v[keep] for k, v in Ttr.items()}
+    Fte, Tte, start, pte = _frames_truth(ds, ev)
+    out, X, change = {}, {}, 'change' in spec.values()
+    need = np.unique(np.r_[keep, ptr[keep]]) if change else keep  # a change also needs the frame before each kept frame
+    at = {int(r): j for j, r in enumerate(need)}
     for name, m in (('trained', world), ('random', rand)):
-        X[name] = _features(m, Fte)
-        out[name], probes = probe_scores(_features(m, Ftr), Ttr, X[name], Tte)
+        X[name], fx = _features(m, Fte), _features(m, Ftr[need])
+        xtr = fx[[at[int(r)] for r in keep]]
+        changes = (xtr - fx[[at[int(r)] for r in ptr[keep]]], X[name] - X[name][pte]) if change else None
+        out[name], probes = probe_scores(xtr, Ttr, X[name], Tte, spec=spec, changes=changes)
         if name == 'trained': model_probes = probes
     keep = [j for j, k in enumerate(idx) if int(ds.index[int(k), 0]) in start]
     if keep:  # the windows: truth at t+1 from predicted latents, from z_t, and persistence
         rows = np.array([start[int(ds.index[int(idx[j]), 0])] + int(ds.index[int(idx[j]), 1]) for j in keep])  # frame t of each window
         at = lambda r: {k: v[r] for k, v in Tte.items()}
-        majority = {k: int(np.bincount(Ttr[k]).argmax()) for k in ('facing', 'front')}
-        out.update(window_probes(model_probes, probe_features(first[keep]), X['trained'][rows], at(rows), at(rows + 1), majority))
-    out['info'] = dict(fit_frames=len(Ftr), eval_frames=len(Fte), windows=len(keep), random_seed=rseed, encoder_fixed=not world.encoder_trains)
+        majority = {k: int(np.bincount(Ttr[k]).argmax()) for k, kind in spec.items() if kind == 'class'}
+        out.update(window_probes(model_probes, probe_features(first[keep]), X['trained'][rows], at(rows), at(rows + 1), majority, spec))
+    out['info'] = dict(fit_frames=len(Ttr[next(iter(spec))]), eval_frames=len(Fte), windows=len(keep), random_seed=rseed,
+                       encoder_fixed=not world.encoder_trains, game=game.name)
     return out
 
 # %% ../nbs/40_evaluate.ipynb #d9842ccd
 def plot_latent_errors(rep: dict, out) -> Path:
-    "L1 vs steps ahead for every condition: all, moving and still steps side by side."
+    "L1 vs steps ahead for every condition: all steps and each kind of step side by side."
     import matplotlib; matplotlib.use('Agg')
     import matplotlib.pyplot as plt
-    fig, axes = plt.subplots(1, 3, figsize=(12, 3.4), sharey=True)
-    for ax, s in zip(axes, ('all', 'moving', 'still')):
+    panels = ['all'] + rep.get('kinds', ['moving', 'still'])
+    fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 3.4), sharey=True)
+    for ax, s in zip(axes, panels):
         for k, st in zip(CONDITIONS, ('o-', 'k--', 's-', 'd:', '^-')):
             ax.plot(rep['horizons'], rep['l1'][k][s], st, label=k.replace('_', '-'), ms=3)
         ax.set_title(f'{s} steps'); ax.set_xlabel('steps ahead')
@@ -385,16 +410,16 @@ def _decoded_blocks(m: dict, out: Path) -> list:
 # %% ../nbs/40_evaluate.ipynb #c83228d3
 def _latent_blocks(m: dict, out: Path) -> list:
     "Report blocks of the latent errors: L1 and cosine by condition and steps ahead, the ratios and the plot."
-    hs = [h for h in (1, 4, 8, 16) if h <= len(m['horizons'])]
+    hs, kinds = [h for h in (1, 4, 8, 16) if h <= len(m['horizons'])], m.get('kinds', ['moving', 'still'])
     steps = lambda name, ss: ('table', ['condition', 'steps'] + [f'h={h}' for h in hs], [[k, s] + _pick(m[name][k][s], hs) for s in ss for k in CONDITIONS])
     return [('h', 'Latent error (L1) vs steps ahead'),
             ('p', f"Over {m['windows']} windows, {m['shuffled_windows']} of them paired with another window for the shuffled conditions "
                   "(the others get zero actions there). shuffled: another clip's action lines on every line of the window, its 24 lines of history "
                   "included. shuffled_future: the window's own 24 lines of history, then another clip's lines t .. t+H-1 (the future actions alone)."),
-            steps('l1', ('all', 'moving', 'still')),
+            steps('l1', ['all'] + kinds),
             ('table', ['ratio'] + [f'h={h}' for h in hs], [[k] + _pick(v, hs) for k, v in m['ratios'].items()]),
             ('img', plot_latent_errors(m, out / 'latent_error.png'), 'latent L1 vs steps ahead'),
-            ('h', 'Cosine similarity to the target'), steps('cos', ('all', 'moving'))]
+            ('h', 'Cosine similarity to the target'), steps('cos', ['all'] + [k for k in kinds if k != 'still'])]
 
 def _retrieval_blocks(m: dict) -> list:
     "Report blocks of retrieval: the MRR with frame t among the candidates and with it left out."
@@ -430,14 +455,19 @@ def _probe_blocks(m: dict) -> list:
             ('table', ['latents: truth scored', 'frames or windows'] + keys, rows), ('p', seeds),
             ('p', "pos_r2 is the R² of the player's absolute map position (x, y) read linearly from a latent. Crafter draws a view centred on the "
                   "player in a world generated afresh for each seed, so a frame shows almost nothing of where the player is: below 0 (worse than "
-                  "the evaluation frames' mean position) is expected of any encoder, and only persistence, handed the position at t, scores near 1.")]
+                  "the evaluation frames' mean position) is expected of any encoder, and only persistence, handed the position at t, scores near 1.")
+             if 'pos_r2' in keys else
+            ('p', "yaw_change_r2 is the R² of the camera's turn into a frame (degrees) read linearly from the difference of its features and the "
+                  "previous frame's; on the windows, the predicted latent of t+1 minus z_t (z_t alone has no turn to read: a constant guess), and "
+                  "persistence guesses the turn into t+1 to be the turn into t. node is the class of the node under the crosshair "
+                  f"({', '.join(NODE_CLASSES)}).")]
 
 # %% ../nbs/40_evaluate.ipynb #723946dd
 def eval_report(m: dict, out) -> tuple[Path, Path]:
     "Write the report of `eval_metrics`'s dict `m` (or a saved `metrics.json`) into folder `out`: plots, pictures, report.md and report.html."
     out = Path(out); out.mkdir(parents=True, exist_ok=True)
     blocks = [('p', f"Run {m['run']}: {len(m['clips'])} evaluation clips, {m['windows']} windows of {len(m['horizons'])} steps; "
-                    f"{m['moving_share']:.0%} of steps have the player moving.")] + _latent_blocks(m, out) + _retrieval_blocks(m)
+                    + ', '.join(f"{v:.0%} of steps {k}" for k, v in m.get('kind_share', dict(moving=m['moving_share'])).items()) + '.')] + _latent_blocks(m, out) + _retrieval_blocks(m)
     if m['probes']: blocks += _probe_blocks(m)
     if 'decoded' in m: blocks += _decoded_blocks(m, out)
     return write_report(blocks, out)

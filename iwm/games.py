@@ -11,7 +11,7 @@ from typing import Protocol
 import numpy as np
 
 # %% auto #0
-__all__ = ['GAMES', 'Game', 'game_name', 'game_for']
+__all__ = ['GAMES', 'Game', 'game_name', 'game_class', 'game_for', 'step_kinds']
 
 # %% ../nbs/07_games.ipynb #2e63d60b
 class Game(Protocol):
@@ -26,6 +26,9 @@ class Game(Protocol):
     @staticmethod
     def reached(truth: dict, goal: dict) -> bool: "Whether `truth` counts as having reached `goal`."
     def close(self): "Stop the game."
+    kinds: tuple  # the kinds of step evaluation splits by, in the order it reports them
+    @staticmethod
+    def step_kinds(truth: dict) -> np.ndarray: "The kind of each step t -> t+1 of a recorded clip (T - 1,), from its sidecar's arrays."
 
 # %% ../nbs/07_games.ipynb #8ab7a3c5
 GAMES = {'crafter': 'iwm.crafter.CrafterGame', 'minetest': 'iwm.minetest.MinetestGame'}  # sidecar's `game` -> class
@@ -38,8 +41,17 @@ def game_name(clip) -> str:
     if name not in GAMES: raise ValueError(f"{side}: recorded by {name!r}, a game iwm has no interface for ({', '.join(GAMES)})")
     return name
 
-def game_for(clip, **kw) -> Game:
-    "A new live game of the kind that recorded `clip` (not started)."
+def game_class(clip) -> type:
+    "The interface class of the game that recorded `clip`."
     import importlib
     mod, cls = GAMES[game_name(clip)].rsplit('.', 1)
-    return getattr(importlib.import_module(mod), cls)(**kw)
+    return getattr(importlib.import_module(mod), cls)
+
+def game_for(clip, **kw) -> Game:
+    "A new live game of the kind that recorded `clip` (not started)."
+    return game_class(clip)(**kw)
+
+def step_kinds(clip) -> np.ndarray:
+    "The kind of each step t -> t+1 of `clip` (T - 1 names from the game's `kinds`), read from its truth sidecar."
+    with np.load(Path(clip).with_suffix('.truth.npz')) as z: truth = {k: z[k] for k in z.files}
+    return game_class(clip).step_kinds(truth)

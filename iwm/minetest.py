@@ -17,9 +17,9 @@ from .inspect import frame_timing
 
 # %% auto #0
 __all__ = ['CLIENT_MOD', 'SERVER_MOD', 'KIT', 'ITEMS', 'X_KEYS', 'X_BUTTONS', 'SETTINGS', 'MINETEST_PLACES', 'PLAN_MOVES',
-           'minetest_binary', 'MinetestError', 'Minetest', 'vpt_look', 'start_from', 'MinetestPolicy', 'vpt_line',
-           'record_minetest_clip', 'record_minetest', 'alignment', 'dig_in_front', 'action_strip', 'control_line',
-           'MinetestGame']
+           'NODE_CLASSES', 'minetest_binary', 'MinetestError', 'Minetest', 'vpt_look', 'start_from', 'MinetestPolicy',
+           'vpt_line', 'record_minetest_clip', 'record_minetest', 'alignment', 'dig_in_front', 'action_strip',
+           'control_line', 'node_class', 'MinetestGame']
 
 # %% ../nbs/06_minetest.ipynb #97ce1cdd
 CLIENT_MOD = r'''
@@ -187,6 +187,7 @@ def start(self: Minetest):
         self.window.set_input_focus(0, 0); self.x.sync()  # RevertToNone, CurrentTime: no window manager gives it
         self.grabber = mss.MSS(display=self.display)
         self._ready()
+        self._crosshair()
     except BaseException: self.close(); raise
     return self
 
@@ -323,6 +324,30 @@ def grab(self: Minetest) -> np.ndarray:
     "The screen now, (H, W, 3) RGB uint8."
     return np.asarray(self.grabber.grab(self.grabber.monitors[0]))[..., 2::-1].copy()
 
+@patch
+def _crosshair(self: Minetest, r: int = 12):
+    "Find the crosshair's pixels near the centre: white in two views 22.5 degrees apart (nothing else stays white in both)."
+    views = [self.grab()]  # (a turn of more than half the screen's width would stop at its edge: X clamps the pointer)
+    self.wait_rows(self.send(dx=150), 3); views.append(self.grab()); self.wait_rows(self.send(dx=-150), 3)
+    h, w = self.render[1] // 2, self.render[0] // 2
+    white = np.logical_and(*[v[h - r:h + r + 1, w - r:w + r + 1].min(-1) >= 230 for v in views])
+    if white.sum() < 8: raise MinetestError(f"no crosshair at the centre of the screen ({int(white.sum())} white pixels)")
+    ys, xs = np.nonzero(white)
+    i = np.r_[-6:0, 1:7]  # pointing at an object (a dropped item, say) the game draws an X through the same centre instead
+    cy, cx = int(np.median(ys + h - r)), int(np.median(xs + w - r))
+    self.cross = [(ys + h - r, xs + w - r), (np.r_[cy + i, cy + i], np.r_[cx + i, cx - i])]
+
+@patch
+def gui_open(self: Minetest, img: np.ndarray) -> bool:
+    "Whether frame `img` (as `grab` returns it) shows a GUI: neither crosshair (+, or X at an object) is there, covered or dimmed."
+    return all(np.mean(img[m].min(-1) >= 230) < 0.5 for m in self.cross)
+
+@patch
+def cursor(self: Minetest) -> tuple:
+    "The X pointer now, in VPT's GUI coordinates (1280x720 for the whole screen)."
+    p = self.x.screen().root.query_pointer()
+    return (p.root_x * 1280 / self.render[0], p.root_y * 720 / self.render[1])
+
 # %% ../nbs/06_minetest.ipynb #63fa78f1
 @patch
 def frame_after(self: Minetest, sent: int, due: int = 0, settle: int = 2, what: str = 'a frame') -> tuple:
@@ -353,7 +378,7 @@ class MinetestPolicy:
     SPELLS = dict(walk=.38, look=.16, dig=.14, place=.1, hotbar=.12, inventory=.06, drop=.04)  # how often each spell is chosen
     def __init__(self, seed: int = 0):
         self.rng = np.random.default_rng(seed)
-        self.mode, self.left, self.turn, self.pitch_to, self.slot, self.gui, self.n = 'walk', 20, 0.0, 0.0, 0, False, 0
+        self.mode, self.left, self.turn, self.pitch_to, self.slot, self.n, self.last = 'walk', 20, 0.0, 0.0, 0, 0, set()
         self.extra, self.walk_keys, self.seen, self.picked = set(), {'key.keyboard.w'}, [], np.zeros(9, int)
 
     def _spell(self):
@@ -370,14 +395,20 @@ class MinetestPolicy:
 # %% ../nbs/06_minetest.ipynb #549c3d1e
 @patch
 def __call__(self: MinetestPolicy, row: dict, t: int) -> dict:
-    "The control for the step after a frame whose truth is `row`: keys and buttons held, mouse dx/dy (pixels), wheel, slot, GUI."
+    "The control for the step after a frame whose truth is `row` (`gui`: the frame shows a GUI): keys, buttons, mouse dx/dy, wheel, slot."
     if self.left <= 0: self._spell()
     self.left -= 1; self.n += 1
     rng, keys, buttons, wheel = self.rng, set(), set(), 0
     self.turn = 0.8 * self.turn + 0.2 * rng.normal(0, 14 if self.mode == 'look' else 8)  # degrees a step, smooth
     dpitch = float(np.clip(0.2 * (self.pitch_to - vpt_look(row['yaw'], row['pitch'])[1]) + rng.normal(0, 0.5), -6, 6))
     self.seen = (self.seen + [row['pos']])[-6:]
-    if self.mode == 'walk':
+    free = not self.last & {'key.keyboard.e', 'key.keyboard.escape'}  # a toggle is let go for a line before it is pressed again
+    if row.get('gui'):  # the screen shows a GUI: move the cursor about; close it when the spell is over (or is not the inventory's)
+        dx, dy = rng.normal(0, 6), rng.normal(0, 4)
+        if (self.mode != 'inventory' or self.left <= 0) and free: keys, dx, dy = {str(rng.choice(['key.keyboard.e', 'key.keyboard.escape']))}, 0, 0
+    elif self.mode == 'inventory':  # open it (again, if a press was lost), the mouse still while the key goes down
+        keys, dx, dy = ({'key.keyboard.e'} if free and self.left > 0 else set()), 0, 0
+    elif self.mode == 'walk':
         keys = self.walk_keys | self.extra
         still = len(self.seen) == 6 and np.hypot(self.seen[-1][0] - self.seen[0][0], self.seen[-1][2] - self.seen[0][2]) < 0.3
         if (still and row['on_ground']) or rng.random() < .02: keys.add('key.keyboard.space')
@@ -393,18 +424,14 @@ def __call__(self: MinetestPolicy, row: dict, t: int) -> dict:
             self.slot = int(rng.choice(np.flatnonzero(self.picked == self.picked.min()))); keys = {f'key.keyboard.{self.slot + 1}'}
         self.picked[self.slot] += 1
     elif self.mode == 'drop': keys = {'key.keyboard.q'}
-    elif self.mode == 'inventory':
-        if not self.gui: keys, self.gui = {'key.keyboard.e'}, True
-        elif self.left == 0: keys = {str(rng.choice(['key.keyboard.e', 'key.keyboard.escape']))}
-    gui = self.gui
-    if self.gui and self.left == 0 and keys: self.gui = False  # this line closes it
-    dx, dy = (rng.normal(0, 6), rng.normal(0, 4)) if gui else (0, 0) if buttons == {0} else (self.turn / 0.15, dpitch / 0.15)
+    if not (row.get('gui') or self.mode == 'inventory'): dx, dy = (0, 0) if buttons == {0} else (self.turn / 0.15, dpitch / 0.15)
+    self.last = keys
     return dict(keys=keys, buttons=buttons, dx=int(np.clip(round(dx), -120, 120)), dy=int(np.clip(round(dy), -80, 80)),
-                wheel=wheel, hotbar=self.slot, gui=gui)
+                wheel=wheel, hotbar=self.slot)
 
 # %% ../nbs/06_minetest.ipynb #369a5955
 def vpt_line(c: dict, prev: dict | None, t: int, row: dict, cursor, inventory: dict, us: int) -> dict:
-    "A VPT-schema jsonl line for control `c` (the input between frame t and t+1); `row` is frame t's truth, `cursor` VPT GUI pixels."
+    "A VPT-schema jsonl line for control `c` (the input between frame t and t+1; `gui`: frame t shows a GUI); `row` is frame t's truth, `cursor` VPT GUI pixels."
     keys, buttons = sorted(c['keys']), sorted(c['buttons'])
     pk, pb = (set(prev['keys']), set(prev['buttons'])) if prev else (set(), set())
     x, y = cursor
@@ -421,16 +448,15 @@ def vpt_line(c: dict, prev: dict | None, t: int, row: dict, cursor, inventory: d
 # %% ../nbs/06_minetest.ipynb #a70a22a4
 def _play(g: Minetest, policy, steps: int, fps: int, settle: int, out: queue.Queue):
     "Frames (to `out`), lines' controls, truth rows and grab times of `steps` steps of `policy` in game `g`."
-    period, sent, cursor, controls, truth = 1_000_000 // fps, 0, None, [], []
+    period, sent, controls, truth = 1_000_000 // fps, 0, [], []
     due = g.now_us()
     for t in range(steps):
         due = max(due + period, g.now_us() - period) if t else due
         img, row, inv, grabbed = g.frame_after(sent, due, settle, f'frame {t}')
         out.put(img)
-        c = policy(row, t)
-        cursor = ([g.render[0] / 2, g.render[1] / 2] if cursor is None else cursor) if c['gui'] else None
-        if cursor: cursor = [min(max(cursor[0] + c['dx'], 0), g.render[0] - 1), min(max(cursor[1] + c['dy'], 0), g.render[1] - 1)]
-        c['cursor'] = (cursor[0] * 1280 / g.render[0], cursor[1] * 720 / g.render[1]) if cursor else (640.0, 360.0)
+        row = dict(row, gui=g.gui_open(img))
+        c = dict(policy(row, t), gui=row['gui'])
+        c['cursor'] = g.cursor() if row['gui'] else (640.0, 360.0)
         controls.append(c); truth.append(dict(row, grabbed=grabbed, wield=inv[1], items=inv[2]))
         sent = g.send(c['keys'], c['buttons'], c['dx'], c['dy'], c['wheel'])
     g.send()
@@ -441,7 +467,7 @@ def _truth_arrays(truth: list[dict], g: Minetest, **meta) -> dict:
     "The sidecar's arrays: per frame the truth in VPT's sense (yaw right-positive, pitch down-positive, degrees), and its clocks."
     a = lambda k, dt=None: np.array([r[k] for r in truth], dt)
     yaw, pitch = vpt_look(a('yaw', np.float64), a('pitch', np.float64))
-    return dict(pos=a('pos', np.float32), yaw=yaw.astype(np.float32), pitch=pitch.astype(np.float32), on_ground=a('on_ground', bool),
+    return dict(pos=a('pos', np.float32), yaw=yaw.astype(np.float32), pitch=pitch.astype(np.float32), on_ground=a('on_ground', bool), gui=a('gui', bool),
                 node=a('node'), node_pos=a('node_pos', np.int32), hotbar=(a('wield') - 1).astype(np.int8),
                 inventory=np.array([[r['items'].get(k, 0) for k in ITEMS] for r in truth], np.int16),
                 held=np.array([sum(r['items'].values()) for r in truth], np.int32),
@@ -500,7 +526,8 @@ def record_minetest(out, episodes: int = 4, steps: int = 2000, seed: int = 0, si
 def alignment(truth: dict, lines: list[dict]) -> dict:
     "How a clip's action lines agree with its truth: camera turns (sign, magnitude), forward steps, digs, the hotbar."
     a = actions_from_lines(lines)[:-1]
-    gui = a[:, COL['gui_open']] > 0
+    shown = np.array([bool(l.get('isGuiOpen')) for l in lines])
+    gui = shown[:-1] | shown[1:]  # a GUI on frame t or t+1: the mouse moved the cursor, or the line opened one
     dyaw, dpitch = (np.diff(truth['yaw']) + 180) % 360 - 180, np.diff(truth['pitch'])
     turned, cam = (np.abs(dyaw) > 1) & ~gui, a[:, COL['camera_yaw']]
     step = np.diff(truth['pos'][:, [0, 2]], axis=0)
@@ -513,10 +540,13 @@ def alignment(truth: dict, lines: list[dict]) -> dict:
     gone = hit & np.any(truth['node_pos'][1:] != truth['node_pos'][:-1], axis=1)
     gained = np.array([truth['held'][t + 1:t + 6].max() > truth['held'][t] for t in np.nonzero(gone)[0]], bool)
     slot = np.array([l['hotbar'] for l in lines[:-1]])
+    moved = (a[:, COL['camera_yaw']] != 0) & ~np.array([bool({'key.keyboard.e', 'key.keyboard.escape'} & set(l['keyboard']['keys'])) for l in lines[:-1]])
+    agree = (np.abs(dyaw) > 1e-3)[moved] != shown[:-1][moved]  # the mouse turned the camera exactly when no GUI was shown
     return dict(turning=int(turned.sum()), same_sign=float(np.mean(np.sign(dyaw[turned]) == np.sign(cam[turned]))),
                 turn_ratio=float(np.median(dyaw[turned] / np.where(cam[turned] == 0, np.nan, cam[turned]))),
                 exact_camera=float(np.mean(((np.abs(dyaw - cam) < 1e-3) & (np.abs(dpitch - a[:, COL['camera_pitch']]) < 1e-3))[~gui])),
-                forward=int(fwd.sum()), forward_along=float(np.mean(along[fwd] > 0)), digs=int(gone.sum()), collected=int(gained.sum()), hotbar=float(np.mean(truth['hotbar'][1:] == slot)))
+                forward=int(fwd.sum()), forward_along=float(np.mean(along[fwd] > 0)), digs=int(gone.sum()), collected=int(gained.sum()), hotbar=float(np.mean(truth['hotbar'][1:] == slot)),
+                gui_lines=int(shown.sum()), gui_moves=int(shown[:-1][moved].sum()), gui_agree=float(np.mean(agree)) if moved.any() else float('nan'))
 
 # %% ../nbs/06_minetest.ipynb #bfe3b085
 def dig_in_front(g: Minetest, slot: int = 2, look_down: float = 60.0, most: int = 200) -> dict:
@@ -560,6 +590,18 @@ PLAN_MOVES = dict(stand={}, forward=dict(keys={'key.keyboard.w'}), back=dict(key
                   jump=dict(keys={'key.keyboard.w', 'key.keyboard.space'}), turn_left=dict(dx=-100), turn_right=dict(dx=100))
 
 # %% ../nbs/06_minetest.ipynb #dd15ebb7
+NODE_CLASSES = ('nothing', 'ground', 'sand', 'stone', 'wood', 'leaves', 'plant', 'snow', 'water', 'other')  # within reach, under the crosshair
+_NODE_WORDS = (('ground', ('dirt',)), ('sand', ('sand',)), ('stone', ('stone', 'cobble', 'gravel', 'ore')), ('wood', ('tree', 'wood', 'stem')),
+               ('leaves', ('leaves', 'needles')), ('plant', ('grass', 'flower', 'apple', 'bush', 'fern', 'papyrus')), ('snow', ('snow', 'ice')),
+               ('water', ('water',)))
+
+def node_class(name: str) -> int:
+    "The class (index into `NODE_CLASSES`) of a node name as the truth logs it ('-': nothing within reach)."
+    if name in ('-', 'air', 'ignore'): return 0
+    base = str(name).split(':')[-1]
+    if 'snow' in base: return NODE_CLASSES.index('snow')  # dirt_with_snow looks like snow
+    return next((NODE_CLASSES.index(c) for c, words in _NODE_WORDS if any(w in base for w in words)), len(NODE_CLASSES) - 1)
+
 class MinetestGame:
     "Minetest through the game interface: a new world of a clip's map seed with the player where frame t was taken; VPT lines as input."
     name = 'minetest'
@@ -583,6 +625,24 @@ class MinetestGame:
         "Within `nodes` of the goal's position and `degrees` of its yaw."
         return (float(np.linalg.norm(np.subtract(truth['pos'], goal['pos']))) <= nodes
                 and abs((truth['yaw'] - goal['yaw'] + 180) % 360 - 180) <= degrees)
+
+    probes = dict(yaw_change='change', pitch='value', on_ground='class', node='class')  # what evaluation's linear probes read
+    @staticmethod
+    def probe_targets(truth: dict, ts) -> dict:
+        "Probe targets at frames `ts`: the yaw change into the frame (degrees; 0 at a clip's first), pitch, on ground, the node class under the crosshair (`NODE_CLASSES`)."
+        ts = np.asarray(ts)
+        dyaw = np.r_[0.0, (np.diff(truth['yaw'].astype(np.float64)) + 180) % 360 - 180]
+        return dict(yaw_change=dyaw[ts].astype(np.float32)[:, None], pitch=truth['pitch'][ts].astype(np.float32)[:, None],
+                    on_ground=truth['on_ground'][ts].astype(int), node=np.array([node_class(n) for n in truth['node'][ts]]))
+    kinds = ('turning', 'moving', 'world', 'still')
+    @staticmethod
+    def step_kinds(truth: dict, degrees: float = 1.0, nodes: float = 0.05) -> np.ndarray:
+        "Each step t -> t+1: `turning` (yaw or pitch changed by more than `degrees`), else `moving` (by more than `nodes`), else `world` (the node under the crosshair or the inventory changed), else `still`."
+        turn = np.maximum(np.abs((np.diff(truth['yaw']) + 180) % 360 - 180), np.abs(np.diff(truth['pitch']))) > degrees
+        moved = np.linalg.norm(np.diff(truth['pos'], axis=0), axis=-1) > nodes
+        world = ((truth['node'][1:] != truth['node'][:-1]) | np.any(truth['node_pos'][1:] != truth['node_pos'][:-1], axis=-1)
+                 | np.any(truth['inventory'][1:] != truth['inventory'][:-1], axis=-1))
+        return np.select([turn, moved, world], ['turning', 'moving', 'world'], 'still')
 
     def close(self):
         if self.g is not None: self.g.close(); self.g = None

@@ -49,8 +49,62 @@ def test_alignment(clip):
     assert z['yaw'].dtype == np.float32 and z['grabbed_us'].shape == (220,) and np.all(np.diff(z['grabbed_us']) > 0)
     assert np.all(np.diff(z['game_step']) >= 2)                           # every frame at least `settle` steps after its input
     assert al['exact_camera'] == 1.0, al                                  # each line's turn, all of it, before the next frame
+    assert al['gui_agree'] == 1.0, al                                     # the mouse turned the camera iff no GUI was shown
+    assert (z['gui'] == np.array([l['isGuiOpen'] for l in lines])).all()
     out = subprocess.run([BIN / 'iwm-inspect', str(tmp_path)], capture_output=True, text=True, check=True).stdout
     assert '1 clips: 1 usable, 0 with problems' in out and 'frame timing of clip: every' in out and 'attack' in out
+
+
+def test_inventory_state_from_the_game():
+    """The GUI state is read from the screen: `e` opens the inventory (the mouse then moves the pointer, not the camera), `e` again
+    closes it; a key still held from the line before is not pressed again, and the screen says so."""
+    e = {'key.keyboard.e'}
+    with mt.Minetest(seed=11) as g:
+        step = lambda **kw: g.frame_after(g.send(**kw))
+        img, row, *_ = step()
+        assert not g.gui_open(img) and g.cursor() == (640.0, 360.0)
+        img, row, *_ = step(keys=e)
+        assert g.gui_open(img)
+        img, row2, *_ = step(keys=e, dx=20)                             # e held on: not a new press, so it stays open
+        assert g.gui_open(img) and row2['yaw'] == row['yaw']              # the mouse moved the pointer, not the camera
+        assert g.cursor() == (640.0 + 20 * 1280 / g.render[0], 360.0)
+        img, _, *_ = step()                                              # let go
+        img, row, *_ = step(keys=e)                                      # pressed again: closed
+        assert not g.gui_open(img)
+        step()
+        img, row2, *_ = step(dx=20)
+        assert not g.gui_open(img)
+        assert abs(np.degrees(row['yaw'] - row2['yaw']) - 3.0) < 1e-3      # 20 pixels turn 3 degrees again
+        for _ in range(10): step(dy=40)                                 # look down 60 degrees, drop the wielded tool at the feet:
+        step(keys={'key.keyboard.q'}); step(); time.sleep(1.5)           # the crosshair becomes an X over the item, no GUI
+        img = g.grab()
+        assert g.gui_open(img) is False and np.mean(img[g.cross[0]].min(-1) >= 230) < 0.5
+
+
+def test_evaluation_in_first_person(clip):
+    """Evaluation splits a Minetest clip's steps by the game's kinds (turning, moving, world, still) and reads its probes (the yaw
+    change from a difference of features, pitch, on ground, the node class); an untrained model is copy-last on every kind."""
+    import torch
+    from iwm.models.world_model import WorldModel
+    from iwm.evaluate import sample_windows, latent_report, probe_report
+    folder, _ = clip
+    z = np.load(folder / 'clip.truth.npz')
+    torch.manual_seed(0); wm = WorldModel('tiny').eval()
+    ds, idx, other = sample_windows([folder / 'clip.mp4'], 64, horizon=3, n=40)
+    rep = latent_report(wm, ds, idx, other, batch=20)
+    assert rep['kinds'] == ['turning', 'moving', 'world', 'still'] and abs(sum(rep['kind_share'].values()) - 1) < 1e-9
+    turned = (np.abs((np.diff(z['yaw']) + 180) % 360 - 180) > 1) | (np.abs(np.diff(z['pitch'])) > 1)
+    i, t = (int(x) for x in ds.index[idx[5]])
+    assert ((rep['_kinds'][5] == 'turning') == turned[t:t + 3]).all()
+    for s in ['all'] + rep['kinds']:
+        got = np.array(rep['ratios'][f'model/copy_last_{s}'])
+        assert np.all(np.isnan(got) | (np.abs(got - 1) < 1e-4)), (s, got)  # untrained: the model copies its frame
+    pr = probe_report(wm, [folder / 'clip.mp4'], ds, idx, rep['_first'], seed=1)
+    assert set(pr['trained']) == {'yaw_change_r2', 'pitch_r2', 'on_ground_acc', 'on_ground_majority', 'node_acc', 'node_majority'}
+    assert pr['info']['game'] == 'minetest' and pr['info']['eval_frames'] == 220
+    t = ds.index[idx, 1]
+    assert pr['persistence']['pitch_r2'] > 0.5 and abs(pr['current']['yaw_change_r2']) < 0.05   # z_t - z_t: no turn to read
+    assert np.isclose(pr['persistence']['node_acc'], np.mean([mt.node_class(a) == mt.node_class(b) for a, b in zip(z['node'][t], z['node'][t + 1])]))
 
 
 def test_readers(clip):
