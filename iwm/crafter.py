@@ -19,8 +19,8 @@ from .video import VideoWriter
 # %% auto #0
 __all__ = ['CRAFTER_ACTIONS', 'CRAFTER_TO_VPT', 'MOVES', 'ITEMS', 'ACHIEVEMENTS', 'FACINGS', 'vpt_line', 'crafter_action_vectors',
            'crafter_action', 'DeterministicWorld', 'make_env', 'ExplorePolicy', 'frame_hash', 'env_truth',
-           'record_clip', 'load_truth', 'replay', 'ReplayMismatch', 'reach_frame', 'CrafterGame', 'recorded_with',
-           'check_recorded', 'episode_seed', 'record', 'iwm_record']
+           'record_clip', 'load_truth', 'replay', 'ReplayMismatch', 'reach_frame', 'moves_to', 'CrafterGame',
+           'recorded_with', 'check_recorded', 'episode_seed', 'record', 'iwm_record']
 
 # %% ../nbs/02_crafter.ipynb #e24f34b5
 CRAFTER_ACTIONS = tuple(constants.actions)  # Crafter's 17 action names, in its index order
@@ -196,6 +196,24 @@ def reach_frame(clip, t: int):
 
 # %% ../nbs/02_crafter.ipynb #5aefea0a
 FACINGS = ((-1, 0), (1, 0), (0, -1), (0, 1))  # the player's facing (x, y) -> class
+_IDS = {n: i for i, n in enumerate([None] + list(constants.materials))}  # Crafter's semantic ids: materials, then objects
+_OBJECTS = ('player', 'cow', 'zombie', 'skeleton', 'arrow', 'plant')  # the semantic view's object order
+_FREE = [_IDS[m] for m in constants.walkable] + [len(_IDS) + i for i in range(5)]  # walkable materials; creatures move on (plants stay)
+
+def moves_to(semantic: np.ndarray, start, goal) -> int | None:
+    "Fewest moves from state `start` (x, y, facing x, facing y) to `goal` over a semantic map (x, y), or None when moves cannot reach it."
+    free, start, goal = np.isin(semantic, _FREE), tuple(int(v) for v in start), tuple(int(v) for v in goal)
+    seen, frontier, d = {start}, [start], 0
+    while frontier:
+        if goal in frontier: return d
+        nxt = []
+        for x, y, *_ in frontier:
+            for dx, dy in MOVES.values():
+                ok = 0 <= x + dx < free.shape[0] and 0 <= y + dy < free.shape[1] and free[x + dx, y + dy]
+                s = (x + dx, y + dy, dx, dy) if ok else (x, y, dx, dy)
+                if s not in seen: seen.add(s); nxt.append(s)
+        frontier, d = nxt, d + 1
+    return None
 
 class CrafterGame:
     "Crafter through the game interface: the clip's world replayed to frame t; input as VPT lines, one step each."
@@ -232,6 +250,26 @@ class CrafterGame:
         front = np.clip(pos + fac, 0, np.array(truth['semantic'].shape[1:]) - 1)
         return dict(pos=pos.astype(np.float32), facing=np.array([FACINGS.index(tuple(f)) for f in fac]),
                     inventory=truth['inventory'][ts].astype(np.float32), front=truth['semantic'][ts, front[:, 0], front[:, 1]].astype(int))
+    names, null = CRAFTER_ACTIONS, 'noop'  # every action the game takes; the one that does nothing
+    @staticmethod
+    def line(name: str) -> dict:
+        "The VPT line of Crafter action `name` (after a noop line, as the planner's action vectors read it)."
+        if name not in CRAFTER_ACTIONS: raise ValueError(f"{name!r} is not one of Crafter's actions {CRAFTER_ACTIONS}")
+        return vpt_line(name, 1, 'noop')
+    @staticmethod
+    def name_of(line: dict, t: int | None = None) -> str:
+        "The Crafter action a VPT line takes (its own `crafter_action`, or the nearest to its action vector)."
+        return line.get('crafter_action') or CRAFTER_ACTIONS[int(crafter_action(actions_from_lines([line])[0]))]
+    @classmethod
+    def states(cls, clip) -> list[dict]:
+        "The truth of every frame of a recorded clip, in the terms of `truth`."
+        tr = load_truth(clip)
+        return [cls.state(dict(pos=p, facing=f)) for p, f in zip(tr['pos'], tr['facing'])]
+    @staticmethod
+    def distance(clip, t: int, k: int) -> int | None:
+        "Fewest moves from frame `t`'s state to frame `t + k`'s on the map at `t` (`moves_to`; None: moves cannot reach it)."
+        tr = load_truth(clip)
+        return moves_to(tr['semantic'][t], (*tr['pos'][t], *tr['facing'][t]), (*tr['pos'][t + k], *tr['facing'][t + k]))
     kinds = ('moving', 'still')
     @staticmethod
     def step_kinds(truth: dict) -> np.ndarray:

@@ -26,6 +26,17 @@ class Game(Protocol):
     @staticmethod
     def reached(truth: dict, goal: dict) -> bool: "Whether `truth` counts as having reached `goal`."
     def close(self): "Stop the game."
+    names: tuple  # every action name the game takes (`line` turns one into a VPT line)
+    null: str  # the name of the action that does nothing
+    @staticmethod
+    def line(name: str) -> dict: "The VPT line of action `name`."
+    @staticmethod
+    def name_of(line: dict, t: int | None = None) -> str: "The action name of a VPT line (line `t` of a recording, when it is none of them)."
+    @classmethod
+    def states(cls, clip) -> list[dict]: "The truth of every frame of a recorded clip, in the terms of `truth`."
+    @classmethod
+    def distance(cls, clip, t: int, k: int) -> int | None: "About how many actions reach frame `t + k`'s state from frame `t`'s (None: out of reach)."
+    def fork(self): "A copy of the live game to try actions in, or None when the game cannot be copied (it is started again)."
     kinds: tuple  # the kinds of step evaluation splits by, in the order it reports them
     @staticmethod
     def step_kinds(truth: dict) -> np.ndarray: "The kind of each step t -> t+1 of a recorded clip (T - 1,), from its sidecar's arrays."

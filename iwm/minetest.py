@@ -57,8 +57,22 @@ minetest.register_on_joinplayer(function(player)
     player:set_pos({x=x, y=y, z=z}); player:set_look_horizontal(yaw); player:set_look_vertical(pitch)
   end
 end)
-local last = ""
+local last, goto_path, goto_seen = "", minetest.get_worldpath() .. "/iwm_goto.txt", ""
 minetest.register_globalstep(function(dtime)
+  local g = io.open(goto_path, "r")
+  if g then
+    local s = g:read("*a"); g:close()
+    if s ~= goto_seen and s:sub(-1) == "\n" then
+      goto_seen = s
+      local n, x, y, z, yaw, pitch = s:match("(%%d+) (%%S+) (%%S+) (%%S+) (%%S+) (%%S+)")
+      for _, player in ipairs(minetest.get_connected_players()) do
+        player:add_velocity(vector.multiply(player:get_velocity(), -1))
+        player:set_pos({x=tonumber(x), y=tonumber(y), z=tonumber(z)})
+        player:set_look_horizontal(tonumber(yaw)); player:set_look_vertical(tonumber(pitch))
+      end
+      minetest.log("action", "IWMG " .. n)
+    end
+  end
   for _, player in ipairs(minetest.get_connected_players()) do
     local counts, names = {}, {}
     for _, s in ipairs(player:get_inventory():get_list("main")) do
@@ -77,7 +91,7 @@ minetest.register_globalstep(function(dtime)
     end
   end
 end)
-'''  # the starting kit and a 9-slot hotbar, an optional start (iwm_start.txt), the inventory whenever it changes
+'''  # the starting kit and a 9-slot hotbar, an optional start (iwm_start.txt), a move on request (iwm_goto.txt), the inventory when it changes
 
 # %% ../nbs/06_minetest.ipynb #af63ded4
 KIT = ('default:pick_steel', 'default:shovel_steel', 'default:axe_steel', 'default:dirt 99', 'default:cobble 99',
@@ -372,6 +386,20 @@ def start_from(pos, yaw: float, pitch: float) -> tuple:
     "The game's (x, y, z, look_horizontal, look_vertical) for a truth row's position and VPT-sense yaw and pitch (degrees)."
     return (*map(float, pos), float(-np.radians(yaw) - np.pi / 2), float(np.radians(pitch)))
 
+# %% ../nbs/06_minetest.ipynb #0b54b232
+@patch
+def goto(self: Minetest, pos, yaw: float, pitch: float, timeout: float = 10.0) -> dict:
+    "Put the player at rest at `pos`, looking `yaw`/`pitch` (VPT's sense, degrees), in the running game; returns the first client row there (x, z and yaw; it may fall)."
+    self.moves = getattr(self, 'moves', 0) + 1
+    req, tmp = self.dir / 'world' / 'iwm_goto.txt', self.dir / 'world' / 'iwm_goto.part'
+    tmp.write_text(f"{self.moves} " + ' '.join(f'{v:.6f}' for v in start_from(pos, yaw, pitch)) + '\n'); tmp.replace(req)
+    end, want = time.monotonic() + timeout, np.asarray(pos, float)
+    while time.monotonic() < end:
+        row = self.wait_rows(self.now_us(), 1, timeout, what='the move')[0]
+        if np.abs(np.subtract(row['pos'], want)[[0, 2]]).max() < 0.05 and abs((vpt_look(row['yaw'], row['pitch'])[0] - yaw + 180) % 360 - 180) < 0.01:
+            return row
+    raise MinetestError(f"the player did not reach {tuple(want)} in {timeout:.0f} s")
+
 # %% ../nbs/06_minetest.ipynb #b679908e
 class MinetestPolicy:
     "A player in spells of walking, looking about, digging, placing, changing slot, the inventory and dropping; deterministic for a seed."
@@ -634,6 +662,32 @@ class MinetestGame:
         dyaw = np.r_[0.0, (np.diff(truth['yaw'].astype(np.float64)) + 180) % 360 - 180]
         return dict(yaw_change=dyaw[ts].astype(np.float32)[:, None], pitch=truth['pitch'][ts].astype(np.float32)[:, None],
                     on_ground=truth['on_ground'][ts].astype(int), node=np.array([node_class(n) for n in truth['node'][ts]]))
+    names, null = tuple(PLAN_MOVES), 'stand'  # every action the planner may take; the one that does nothing
+    STEP, TURN = 0.2, 15.0  # about how far one `forward` action walks (nodes: 4 a second for a 50 ms frame), how far a turn turns (degrees)
+    @staticmethod
+    def line(name: str) -> dict:
+        "The VPT line of planning action `name`."
+        if name not in PLAN_MOVES: raise ValueError(f"{name!r} is not one of Minetest's planning actions {tuple(PLAN_MOVES)}")
+        return control_line(**PLAN_MOVES[name])
+    @staticmethod
+    def name_of(line: dict, t: int | None = None) -> str:
+        "The planning action a VPT line is, or `line T` for line `t` of a recording (replayed from the clip)."
+        for n, c in PLAN_MOVES.items():
+            if line == control_line(**c): return n
+        return f'line {t}'
+    @classmethod
+    def states(cls, clip) -> list[dict]:
+        "The truth of every frame of a recorded clip, in the terms of `truth`."
+        with np.load(Path(clip).with_suffix('.truth.npz')) as z: pos, yaw, pitch = z['pos'], z['yaw'], z['pitch']
+        return [cls.state(dict(pos=p, yaw=y, pitch=q)) for p, y, q in zip(pos, yaw, pitch)]
+    @classmethod
+    def distance(cls, clip, t: int, k: int) -> int:
+        "About how many planning actions reach frame `t + k`'s state from frame `t`'s: walks beyond 1 node and turns beyond 15 degrees (an estimate)."
+        a, b = cls.states(clip)[t], cls.states(clip)[t + k]
+        far = float(np.hypot(b['pos'][0] - a['pos'][0], b['pos'][2] - a['pos'][2]))
+        turn = abs((b['yaw'] - a['yaw'] + 180) % 360 - 180)
+        return int(np.ceil(max(0.0, far - 1) / cls.STEP) + np.ceil(max(0.0, turn - 15) / cls.TURN))
+    def fork(self): return None  # a running game cannot be copied: each try starts the world again
     kinds = ('turning', 'moving', 'world', 'still')
     @staticmethod
     def step_kinds(truth: dict, degrees: float = 1.0, nodes: float = 0.05) -> np.ndarray:
@@ -652,11 +706,14 @@ class MinetestGame:
 # %% ../nbs/06_minetest.ipynb #d0464c1c
 @patch
 def start(self: MinetestGame, clip, t: int) -> np.ndarray:
-    "A new world of `clip`'s map seed, the player at frame `t`'s position and look, time standing still; returns the first frame."
-    self.close()
+    "The world of `clip`'s map seed, the player at rest at frame `t`'s position and look, time standing still; returns the first frame. A game of the same map seed already running is reused: the player is moved there (`goto`)."
     with np.load(Path(clip).with_suffix('.truth.npz')) as z: seed, pos, yaw, pitch = int(z['seed']), z['pos'][t], z['yaw'][t], z['pitch'][t]
-    self.g = Minetest(seed, self.render, start=start_from(pos, yaw, pitch), frozen=True).start()
-    self.g.press('F2')  # no chat
+    if self.g is not None and self.g.seed == seed and self.g.game.poll() is None:
+        self.g.send(); self.g.goto(pos, float(yaw), float(pitch))
+    else:
+        self.close()
+        self.g = Minetest(seed, self.render, start=start_from(pos, yaw, pitch), frozen=True).start()
+        self.g.press('F2')  # no chat
     img, self.row, *_ = self.g.frame_after(self.g.now_us(), settle=self.settle)
     return img
 

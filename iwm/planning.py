@@ -1,4 +1,4 @@
-"""Choosing actions by imagining their outcome in latent space: CEM toward a goal frame's latent, receding-horizon control in the real Crafter game, stopping when it judges it has arrived, against greedy, random and replayed actions on held-out test goals: `iwm-plan`.
+"""Choosing actions by imagining their outcome in latent space: CEM toward a goal frame's latent, receding-horizon control in the live game (Crafter or Minetest, through the [games](games.html) interface), stopping when it judges it has arrived, against greedy, random and replayed actions on held-out test goals: `iwm-plan`.
 
 Docs: https://iwm-project.github.io/iwm/planning.html.md"""
 
@@ -12,11 +12,11 @@ from pathlib import Path
 import av
 import numpy as np
 import torch
-from crafter import constants
 from fastcore.basics import patch
 from fastcore.script import call_parse, store_true
-from .actions import COL, actions_from_jsonl, read_jsonl
-from .crafter import CRAFTER_ACTIONS, MOVES, ReplayMismatch, crafter_action_vectors, frame_hash, load_truth, make_env, reach_frame
+from .actions import COL, actions_from_jsonl, actions_from_lines, read_jsonl
+from .crafter import CRAFTER_ACTIONS, MOVES, CrafterGame, ReplayMismatch, crafter_action_vectors, frame_hash, load_truth, make_env, moves_to, reach_frame
+from .games import game_class, game_for
 from .data import find_clips, split_clips
 from .models.world_model import WorldModel
 from .train import load_run
@@ -24,10 +24,11 @@ from .video import read_frames
 from .evaluate import eval_clips
 
 # %% auto #0
-__all__ = ['PLAN_ACTIONS', 'DISTANCES', 'METHODS', 'RANDOM', 'model_frame', 'PlanConfig', 'CEMPlanner', 'Goal', 'goal_latent',
-           'goals', 'reach_state', 'moves_to', 'goal_distance', 'distance_bin', 'goal_clips', 'here_cost', 'episode',
-           'policy', 'pursue', 'stop_arrivals', 'pick_stop', 'wilson', 'summarise', 'replay_record', 'cost_rank',
-           'cost_check', 'run_goals', 'choose_stop', 'plan_run', 'format_planning', 'iwm_plan']
+__all__ = ['PLAN_ACTIONS', 'DISTANCES', 'METHODS', 'RANDOM', 'model_frame', 'PlanConfig', 'plan_vectors', 'CEMPlanner', 'Goal',
+           'goal_latent', 'goals', 'reach_state', 'start_game', 'goal_distance', 'distance_bin', 'goal_clips',
+           'here_cost', 'episode', 'policy', 'pursue', 'stop_arrivals', 'pick_stop', 'wilson', 'summarise',
+           'replay_record', 'cost_rank', 'cost_check', 'run_goals', 'choose_stop', 'plan_run', 'format_planning',
+           'iwm_plan']
 
 # %% ../nbs/41_planning.ipynb #c44af795
 def model_frame(obs: np.ndarray, size: int = 64) -> torch.Tensor:
@@ -53,15 +54,19 @@ class PlanConfig:
     compile: bool = False  # torch.compile the world model's step (dynamic batch): faster plans after a one-off compile (`bench/plan.py --compile`)
 
 # %% ../nbs/41_planning.ipynb #0bc61d24
+def plan_vectors(game, names) -> torch.Tensor:
+    "(A, 28) action vectors of a game's action `names`, each line read after the game's null line, as `actions_from_lines` reads a clip."
+    null = game.line(game.null)
+    return torch.from_numpy(np.stack([actions_from_lines([null, game.line(a)])[1] for a in names]))
+
 class CEMPlanner:
-    "Cross-entropy-method planning over discrete action sequences in a world model's latent space."
-    def __init__(self, world: WorldModel, c: PlanConfig = PlanConfig(), vectors: torch.Tensor | None = None):
-        self.world, self.c = world, c
+    "Cross-entropy-method planning over discrete action sequences in a world model's latent space; actions are names of `game`'s (Crafter's by default)."
+    def __init__(self, world: WorldModel, c: PlanConfig = PlanConfig(), vectors: torch.Tensor | None = None, game=None):
+        self.world, self.c, self.game = world, c, game or CrafterGame
         self.dev = next(world.parameters()).device
         fast = (lambda f: torch.compile(f, dynamic=True)) if c.compile else (lambda f: f)
         self.step, self.step_keys = fast(world.step), fast(world.step_keys)  # what imagining calls
-        allv = torch.from_numpy(crafter_action_vectors()) if vectors is None else vectors
-        self.vectors = (allv[[CRAFTER_ACTIONS.index(a) for a in c.actions]] if vectors is None else allv).float().to(self.dev)  # (A, 28)
+        self.vectors = (plan_vectors(self.game, c.actions) if vectors is None else vectors).float().to(self.dev)  # (A, 28)
 
 # %% ../nbs/41_planning.ipynb #520de304
 @patch
@@ -149,10 +154,12 @@ def imagine(self: CEMPlanner, z: torch.Tensor, history: torch.Tensor, seqs: torc
 # %% ../nbs/41_planning.ipynb #24602c8c
 @dataclass
 class Goal:
-    "Reach, from frame `t` of `clip`, the player's position and facing at frame `t + k`."
+    "Reach, from frame `t` of `clip`, the player's state at frame `t + k` (Crafter: position and facing; Minetest: position and yaw)."
     clip: Path
     t: int
     k: int
+    @property
+    def game(self): return game_class(self.clip)
 
 def _state(truth, t): return tuple(truth['pos'][t]) + tuple(truth['facing'][t])
 
@@ -163,14 +170,13 @@ def goal_latent(world: WorldModel, goal: Goal) -> torch.Tensor:
     return world.forward_target(f[None, None].to(next(world.parameters()).device))[:, 0]
 
 def goals(clips, k: int, n: int, context: int = 25, seed: int = 0) -> list[Goal]:
-    "Up to `n` non-trivial goals `k` steps ahead, spread evenly over clips with ground truth."
+    "Up to `n` goals `k` steps ahead not reached at their start, spread evenly over clips with ground truth."
     cands = []
     for clip in clips:
         clip = Path(clip)
         if not clip.with_suffix('.truth.npz').exists(): continue
-        tr = load_truth(clip)
-        T = len(tr['pos'])
-        cands += [Goal(clip, t, k) for t in range(context - 1, T - k) if _state(tr, t) != _state(tr, t + k)]
+        game, st = game_class(clip), game_class(clip).states(clip)
+        cands += [Goal(clip, t, k) for t in range(context - 1, len(st) - k) if not game.reached(st[t], st[t + k])]
     rng = np.random.default_rng(seed)
     return [cands[i] for i in sorted(rng.choice(len(cands), min(n, len(cands)), replace=False))] if cands else []
 
@@ -179,33 +185,17 @@ def reach_state(clip, t: int):
     "A live Crafter game at frame `t` of a recorded clip, its observation and the clip's action names (`iwm.crafter.reach_frame`)."
     return reach_frame(clip, t)
 
-# %% ../nbs/41_planning.ipynb #fccd1e15
-_IDS = {n: i for i, n in enumerate([None] + list(constants.materials))}  # Crafter's semantic ids: materials, then objects
-_OBJECTS = ('player', 'cow', 'zombie', 'skeleton', 'arrow', 'plant')  # the semantic view's object order
-_FREE = [_IDS[m] for m in constants.walkable] + [len(_IDS) + i for i in range(5)]  # walkable materials; creatures move on (plants stay)
-
-def moves_to(semantic: np.ndarray, start, goal) -> int | None:
-    "Fewest moves from state `start` (x, y, facing x, facing y) to `goal` over a semantic map (x, y), or None when moves cannot reach it."
-    free, start, goal = np.isin(semantic, _FREE), tuple(int(v) for v in start), tuple(int(v) for v in goal)
-    seen, frontier, d = {start}, [start], 0
-    while frontier:
-        if goal in frontier: return d
-        nxt = []
-        for x, y, *_ in frontier:
-            for dx, dy in MOVES.values():
-                ok = 0 <= x + dx < free.shape[0] and 0 <= y + dy < free.shape[1] and free[x + dx, y + dy]
-                s = (x + dx, y + dy, dx, dy) if ok else (x, y, dx, dy)
-                if s not in seen: seen.add(s); nxt.append(s)
-        frontier, d = nxt, d + 1
-    return None
+def start_game(clip, t: int) -> tuple:
+    "(the live game that recorded `clip`, started at frame `t`; the frame it shows)."
+    game = game_for(clip)
+    return game, game.start(clip, t)
 
 # %% ../nbs/41_planning.ipynb #44650c9f
 DISTANCES = ('0-1', '2', '3-4', '5+')
 
 def goal_distance(goal: Goal) -> int | None:
-    "Fewest moves from `goal`'s start state to its goal state on the map at the start (None: moves cannot reach it)."
-    tr = load_truth(goal.clip)
-    return moves_to(tr['semantic'][goal.t], _state(tr, goal.t), _state(tr, goal.t + goal.k))
+    "About how many actions take `goal`'s start state to its goal state, as its game counts them (Crafter: fewest moves on the map at the start; None: out of reach)."
+    return goal.game.distance(goal.clip, goal.t, goal.k)
 
 def distance_bin(d: int | None) -> str:
     "The distance's bin: '0-1', '2', '3-4', '5+', or 'unreachable'."
@@ -231,9 +221,9 @@ def here_cost(world: WorldModel, obs: np.ndarray, z_goal: torch.Tensor) -> float
 # %% ../nbs/41_planning.ipynb #e2c153bc
 def _player_state(env) -> tuple: return tuple(int(v) for v in env._player.pos) + tuple(int(v) for v in env._player.facing)
 
-def episode(env, obs, choose, budget: int, target, cost=None, stop: float | None = None) -> dict:
-    "Act by `choose(step, obs)` (an action index, or None: stop) for at most `budget` actions, stopping once `cost(obs)` < `stop`."
-    start, target = _player_state(env), tuple(int(v) for v in target)
+def episode(game, obs, choose, budget: int, goal: dict, cost=None, stop: float | None = None) -> dict:
+    "Act in live `game` by `choose(step, obs)` (an action name, a VPT line, or None: stop) for at most `budget` actions, stopping once `cost(obs)` < `stop`."
+    start = game.truth()
     actions, states, costs, times = [], [], [], []
     for step in range(budget):
         if cost is not None:
@@ -241,58 +231,65 @@ def episode(env, obs, choose, budget: int, target, cost=None, stop: float | None
             if stop is not None and costs[-1] < stop: break
         t0 = time.perf_counter(); a = choose(step, obs); times.append(time.perf_counter() - t0)
         if a is None: break
-        obs, _, done, _ = env.step(a)
-        actions.append(CRAFTER_ACTIONS[a]); states.append(_player_state(env))
-        if done: break
+        obs = game.act(game.line(a) if isinstance(a, str) else a)
+        actions.append(a if isinstance(a, str) else game.name_of(a, a.get('tick'))); states.append(game.truth())
+        if getattr(game, 'done', False): break
     final = states[-1] if states else start
-    return dict(start=list(start), goal=list(target), actions=actions, states=[list(s) for s in states], costs=costs, final=list(final),
-                arrived=final == target, passed=target in states, steps=len(actions), plan_s=float(np.mean(times)) if times else 0.0)
+    return dict(start=start, goal=goal, actions=actions, states=states, costs=costs, final=final, arrived=bool(game.reached(final, goal)),
+                passed=any(game.reached(s, goal) for s in states), steps=len(actions), plan_s=float(np.mean(times)) if times else 0.0)
 
 # %% ../nbs/41_planning.ipynb #f063f5d7
 METHODS = ('cem', 'greedy', 'random', 'random_moves', 'replay')
 RANDOM = ('random', 'random_moves')  # run `rollouts` times per goal
 
-def policy(goal: Goal, method: str, world=None, planner=None, names=None, rng=None, g=None, z_goal=None):
-    "`choose(step, obs)` -> a Crafter action index (or None: stop) for `method` pursuing `goal`."
+def policy(goal: Goal, method: str, world=None, planner=None, lines=None, rng=None, g=None, z_goal=None):
+    "`choose(step, obs)` -> an action name of the goal's game, a recorded VPT line (replay), or None: stop, for `method` pursuing `goal`."
     own = planner.c.actions if planner is not None else PLAN_ACTIONS  # random draws from exactly the planner's actions
-    if method == 'random': return lambda step, obs: CRAFTER_ACTIONS.index(own[rng.integers(len(own))])
-    if method == 'random_moves': return lambda step, obs: CRAFTER_ACTIONS.index(list(MOVES)[rng.integers(4)])
-    if method == 'replay': return lambda step, obs: CRAFTER_ACTIONS.index(names[goal.t + step]) if step < goal.k else None
-    size, ctx, vectors = world.cfg.img_size, world.cfg.context, torch.from_numpy(crafter_action_vectors()).float()
+    if method == 'random': return lambda step, obs: own[rng.integers(len(own))]
+    if method == 'random_moves':
+        moves = list(goal.game.actions)
+        return lambda step, obs: moves[rng.integers(len(moves))]
+    if method == 'replay': return lambda step, obs: dict(lines[goal.t + step], tick=goal.t + step) if step < goal.k else None
+    size, ctx = world.cfg.img_size, world.cfg.context
     hist = [torch.from_numpy(actions_from_jsonl(goal.clip.with_suffix('.jsonl'))[goal.t - ctx + 1:goal.t]).float()]  # (24, 28)
     @torch.no_grad()
     def choose(step, obs):
         z = world.encode(model_frame(obs, size)[None].to(planner.dev))  # (1, N, D)
         if method == 'greedy': i = planner.greedy(z, hist[0], z_goal)
         else: i = int(planner.plan(z, hist[0], z_goal, generator=g, init=planner.shifted() if step else None)[0][0])  # warm after the first
-        a = CRAFTER_ACTIONS.index(planner.c.actions[i])
-        hist[0] = torch.cat([hist[0][1:], vectors[a][None]])
-        return a
+        hist[0] = torch.cat([hist[0][1:], planner.vectors[i][None].cpu()])
+        return planner.c.actions[i]
     return choose
 
 # %% ../nbs/41_planning.ipynb #dc9505e5
 @torch.no_grad()
 def pursue(goal: Goal, method: str, world: WorldModel | None = None, planner: CEMPlanner | None = None, seed: int = 0,
            stop: float | None = None, rollouts: int = 1, start=None) -> list[dict]:
-    "Records of `method` pursuing `goal` in the live game for at most k + 2 actions (`rollouts` of them for the random methods)."
+    "Records of `method` pursuing `goal` in the live game for at most k + 2 actions (`rollouts` of them for the random methods); `start`: (game, frame) from `start_game`."
     if method not in METHODS: raise ValueError(f"method {method!r} is not one of {METHODS}")
-    tr = load_truth(goal.clip)
-    env, obs, names = start or reach_state(goal.clip, goal.t)
+    base, obs = start or start_game(goal.clip, goal.t)
     rng, g = np.random.default_rng(seed), torch.Generator().manual_seed(seed)
     z_goal = goal_latent(world, goal) if world is not None else None  # (1, N, D)
     cost = (lambda o: here_cost(world, o, z_goal)) if world is not None and method != 'replay' else None
-    choose, info = policy(goal, method, world, planner, names, rng, g, z_goal), dict(method=method, clip=str(goal.clip), t=goal.t, k=goal.k, distance=goal_distance(goal))
-    return [dict(info, rollout=r, **episode(copy.deepcopy(env), obs, choose, goal.k + 2, _state(tr, goal.t + goal.k), cost, stop))
-            for r in range(rollouts if method in RANDOM else 1)]
+    lines = read_jsonl(goal.clip.with_suffix('.jsonl')) if method == 'replay' else None
+    choose, info = policy(goal, method, world, planner, lines, rng, g, z_goal), dict(method=method, clip=str(goal.clip), t=goal.t, k=goal.k, distance=goal_distance(goal))
+    target, out = goal.game.states(goal.clip)[goal.t + goal.k], []
+    for r in range(rollouts if method in RANDOM else 1):
+        game = base.fork()
+        if game is None: game, obs = base, base.start(goal.clip, goal.t)  # a game that cannot be copied starts again (Minetest: moved back, at rest)
+        try: out.append(dict(info, rollout=r, **episode(game, obs, choose, goal.k + 2, target, cost, stop)))
+        finally:
+            if game is not base: game.close()
+    return out
 
 # %% ../nbs/41_planning.ipynb #15160e04
 def stop_arrivals(recs: list[dict], threshold: float) -> list[bool]:
-    "Whether each record (run without stopping) would have arrived, had it stopped at its first cost below `threshold`."
+    "Whether each record (run without stopping) would have arrived, had it stopped at its first cost below `threshold` (judged by its clip's game; equality without a clip)."
     out = []
     for r in recs:
         path = [r['start']] + r['states']  # path[i]: the state at which cost i was measured
         i = next((j for j, c in enumerate(r['costs']) if c < threshold), len(path) - 1)
-        out.append(list(path[i]) == list(r['goal']))
+        out.append(bool(game_class(r['clip']).reached(path[i], r['goal'])) if 'clip' in r else path[i] == r['goal'])
     return out
 
 def pick_stop(recs: list[dict]) -> dict:
@@ -336,13 +333,16 @@ def summarise(recs: list[dict]) -> dict:
     return out
 
 # %% ../nbs/41_planning.ipynb #5d3cf9fa
-def replay_record(rec: dict) -> list[int]:
-    "The final state (x, y, facing x, facing y) of a record's actions, replayed in a fresh game from its clip's frame `t`."
-    env, _, _ = reach_state(rec['clip'], rec['t'])
-    for a in rec['actions']:
-        _, _, done, _ = env.step(CRAFTER_ACTIONS.index(a))
-        if done: break
-    return list(_player_state(env))
+def replay_record(rec: dict) -> dict:
+    "The final truth of a record's actions, replayed in a fresh game from its clip's frame `t` (`line T`: the clip's own line T)."
+    game, _ = start_game(rec['clip'], rec['t'])
+    try:
+        lines = read_jsonl(Path(rec['clip']).with_suffix('.jsonl'))
+        for a in rec['actions']:
+            game.act(lines[int(a.split()[1])] if a.startswith('line ') else game.line(a))
+            if getattr(game, 'done', False): break
+        return game.truth()
+    finally: game.close()
 
 # %% ../nbs/41_planning.ipynb #5322d32c
 @torch.no_grad()
@@ -364,24 +364,30 @@ def cost_rank(goal: Goal, world: WorldModel, planner: CEMPlanner, n: int = 256, 
 def cost_check(goal: Goal, world: WorldModel, planner: CEMPlanner, n: int = 63, seed: int = 0) -> dict:
     "Whether the cost's first choice among the recorded and `n` random sequences reaches `goal`: on real frames (`real`) and imagined (`imagined`); `reach`: share that reach it."
     ctx, size, dev = world.cfg.context, world.cfg.img_size, next(world.parameters()).device
-    tr = load_truth(goal.clip); target = _state(tr, goal.t + goal.k)
-    env, obs, names = reach_state(goal.clip, goal.t)
+    target, game = goal.game.states(goal.clip)[goal.t + goal.k], goal.game
+    base, obs = start_game(goal.clip, goal.t)
     rng = np.random.default_rng(seed)
-    own = [CRAFTER_ACTIONS.index(a) for a in planner.c.actions]
-    seqs = [[CRAFTER_ACTIONS.index(a) for a in names[goal.t:goal.t + goal.k]]] + [list(rng.choice(own, goal.k)) for _ in range(n)]
+    lines = read_jsonl(goal.clip.with_suffix('.jsonl'))
+    seqs = [lines[goal.t:goal.t + goal.k]] + [[game.line(planner.c.actions[i]) for i in rng.integers(len(planner.c.actions), size=goal.k)] for _ in range(n)]
     hits, frames = [], []
-    for seq in seqs:  # each sequence in its own copy of the game
-        e, hit, fr = copy.deepcopy(env), [], []
-        for a in seq:
-            o, *_ = e.step(int(a))
-            fr.append(model_frame(o, size)); hit.append(tuple(e._player.pos) + tuple(e._player.facing) == target)
-        hits.append(any(hit) if planner.c.cost == 'min' else hit[-1]); frames.append(torch.stack(fr))
+    try:
+        for seq in seqs:  # each sequence in its own copy of the game (or the game started again)
+            e = base.fork()
+            if e is None: e = base; base.start(goal.clip, goal.t)
+            hit, fr = [], []
+            for line in seq:
+                fr.append(model_frame(e.act(line), size)); hit.append(bool(game.reached(e.truth(), target)))
+            if e is not base: e.close()
+            hits.append(any(hit) if planner.c.cost == 'min' else hit[-1]); frames.append(torch.stack(fr))
+    finally: base.close()  # (a copy's game is its own)
     hits = torch.tensor(hits)
     z_goal = goal_latent(world, goal)  # (1, N, D)
     real = torch.cat([world.forward_target(torch.stack(frames[i:i + 64]).to(dev)) for i in range(0, len(seqs), 64)])  # (S, k, N, D)
-    vectors = torch.from_numpy(crafter_action_vectors()).float().to(dev)
-    hist = torch.from_numpy(actions_from_jsonl(goal.clip.with_suffix('.jsonl'))[goal.t - ctx + 1:goal.t]).float().to(dev)
-    acts = torch.cat([hist[None].expand(len(seqs), -1, -1), vectors[torch.tensor(seqs, device=dev)]], 1)  # (S, 24 + k, 28)
+    recorded = actions_from_jsonl(goal.clip.with_suffix('.jsonl'))
+    vecs = torch.stack([torch.from_numpy(recorded[goal.t:goal.t + goal.k]).float()] + [
+        torch.from_numpy(np.stack([actions_from_lines([game.line(game.null), l])[1] for l in s])).float() for s in seqs[1:]]).to(dev)
+    hist = torch.from_numpy(recorded[goal.t - ctx + 1:goal.t]).float().to(dev)
+    acts = torch.cat([hist[None].expand(len(seqs), -1, -1), vecs], 1)  # (S, 24 + k, 28)
     lat = world.imagine(world.encode(model_frame(obs, size)[None].to(dev)), acts)  # (S, k, N, D)
     def first_choice(cost):  # share of the cost's minimisers that reach the goal
         best = cost == cost.min()
@@ -391,12 +397,14 @@ def cost_check(goal: Goal, world: WorldModel, planner: CEMPlanner, n: int = 63, 
 
 # %% ../nbs/41_planning.ipynb #13a26f3a
 def run_goals(gs, methods, world, planner, stop, rollouts: int = 20, seed: int = 0, progress: bool = False, desc: str = 'plan') -> list[dict]:
-    "Records of every method on every goal of `gs`, goal `i` seeded `seed + i`, from one replayed start per goal."
+    "Records of every method on every goal of `gs`, goal `i` seeded `seed + i`, from one started game per goal."
     from tqdm.auto import tqdm
     out = []
     for i, g in enumerate(tqdm(gs, desc=desc, disable=not progress)):
-        start = reach_state(g.clip, g.t)
-        for m in methods: out += pursue(g, m, world, planner, seed + i, stop, rollouts, start)
+        start = start_game(g.clip, g.t)
+        try:
+            for m in methods: out += pursue(g, m, world, planner, seed + i, stop, rollouts, start)
+        finally: start[0].close()
     return out
 
 def choose_stop(clips, k: int, n: int, world, planner, seed: int = 0, progress: bool = False) -> dict:
@@ -413,14 +421,16 @@ def plan_run(run, data=None, ks=(4, 8), episodes: int = 200, c: PlanConfig = Pla
     if split not in ('val', 'test'): raise ValueError(f"split {split!r} is not 'val' or 'test'")
     device = torch.device(device or ('cuda' if torch.cuda.is_available() else 'cpu'))
     world = load_run(run, device)
-    planner = CEMPlanner(world, c)
     val, test = goal_clips(eval_clips(run, data)[1], val_data)
     if (stop is None or split == 'val') and not val or split == 'test' and not test:
         raise ValueError(f"{len(val)} validation and {len(test)} test clips: pass val_data (clips of other seeds) to choose settings on")
+    game = game_class((test if split == 'test' else val)[0])
+    if bad := [a for a in c.actions if a not in game.names]: raise ValueError(f"actions {bad} are not {game.name}'s actions {game.names}")
+    planner = CEMPlanner(world, c, game=game)
     res = dict(config=asdict(c), split=split, rollouts=rollouts, clips=dict(val=[p.stem for p in val], test=[p.stem for p in test]),
                stop={}, k={}, cost_rank={}, cost_check={}, left_out={}, records=[])
-    if 'random_moves' in methods and set(c.actions) == set(MOVES):  # the same draws as `random`: a second, identical row
-        methods, res['left_out']['random_moves'] = tuple(m for m in methods if m != 'random_moves'), 'the planner chooses among the 4 moves, so it is random'
+    if 'random_moves' in methods and set(c.actions) == set(game.actions):  # the same draws as `random`: a second, identical row
+        methods, res['left_out']['random_moves'] = tuple(m for m in methods if m != 'random_moves'), f"the planner chooses among {game.name}'s own {len(game.actions)} actions, so it is random"
     for k in ks:
         res['stop'][str(k)] = choose_stop(val, k, val_episodes, world, planner, seed, progress) if stop is None else dict(threshold=stop, chosen_on=None)
         gs = goals(test if split == 'test' else val, k, episodes, context=world.cfg.context, seed=seed)
@@ -466,7 +476,7 @@ def format_planning(res: dict) -> str:
 # %% ../nbs/41_planning.ipynb #81079ea3
 @call_parse
 def iwm_plan(run: str = None,  # a trained run folder
-             data: str = None,  # clips with Crafter ground truth to take goals from (default: the run's held-out clips)
+             data: str = None,  # clips with ground truth to take goals from (default: the run's held-out clips)
              val_data: str = None,  # clips of other seeds for validation goals (default: half of the clips of --data, by a hash of each name)
              split: str = 'test',  # the goals reported: 'test', or 'val' to tune settings on
              episodes: int = 200,  # goals per k
@@ -476,15 +486,14 @@ def iwm_plan(run: str = None,  # a trained run folder
              ks: str = '4,8',  # steps ahead of the goals, comma-separated
              samples: int = 256, horizon: int = 4, iters: int = 4, elite: int = 32,
              warm: float = 0.2,  # share of uniform mixed into the previous plan's shifted distribution (1: every plan starts uniform)
-             actions: str = ','.join(PLAN_ACTIONS),  # the Crafter actions CEM chooses among, comma-separated
+             actions: str = ','.join(PLAN_ACTIONS),  # the game's actions CEM chooses among, comma-separated (Crafter's by default)
              check: int = 0,  # random sequences per goal for `cost_check` (0: no check)
              compile: store_true = False,  # torch.compile the world model's step: faster plans after a one-off compile
              out: str = None,  # folder for planning.json (default RUN/eval)
              seed: int = 0):
-    "Plan toward held-out goal frames in latent space with CEM in the live Crafter game, beside greedy, random and replayed actions."
+    "Plan toward held-out goal frames in latent space with CEM in the live game, beside greedy, random and replayed actions."
     if not run: raise SystemExit("iwm-plan: --run RUN is required (a trained run folder)")
     names = tuple(a.strip() for a in actions.split(','))
-    if bad := [a for a in names if a not in CRAFTER_ACTIONS]: raise SystemExit(f"iwm-plan: --actions: {bad} are not Crafter actions {CRAFTER_ACTIONS}")
     c = PlanConfig(horizon=horizon, samples=samples, iters=iters, elite=elite, warm=warm, actions=names, compile=compile)
     try: res = plan_run(run, data, tuple(int(k) for k in ks.split(',')), episodes, c, out=out or Path(run) / 'eval', seed=seed, check=check,
                         split=split, val_data=val_data, val_episodes=val_episodes, stop=stop, rollouts=rollouts)
