@@ -244,7 +244,7 @@ RANDOM = ('random', 'random_moves')  # run `rollouts` times per goal
 
 def policy(goal: Goal, method: str, world=None, planner=None, lines=None, rng=None, g=None, z_goal=None):
     "`choose(step, obs)` -> an action name of the goal's game, a recorded VPT line (replay), or None: stop, for `method` pursuing `goal`."
-    own = planner.c.actions if planner is not None else PLAN_ACTIONS  # random draws from exactly the planner's actions
+    own = planner.c.actions if planner is not None else tuple(goal.game.actions)  # random draws from exactly the planner's actions (or the game's own)
     if method == 'random': return lambda step, obs: own[rng.integers(len(own))]
     if method == 'random_moves':
         moves = list(goal.game.actions)

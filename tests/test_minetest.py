@@ -107,6 +107,26 @@ def test_evaluation_in_first_person(clip):
     assert np.isclose(pr['persistence']['node_acc'], np.mean([mt.node_class(a) == mt.node_class(b) for a, b in zip(z['node'][t], z['node'][t + 1])]))
 
 
+def test_planning_in_first_person(clip):
+    """Planning reaches Minetest only through the game interface: goals on the clip, replay of the recorded lines (records name
+    them `line T`, and `replay_record` plays them again), random actions over the game's planning moves, each rollout from the
+    same running world with the player moved back to the frame."""
+    from iwm.planning import goals, pursue, replay_record, start_game, goal_distance
+    folder, _ = clip
+    gs = goals([folder / 'clip.mp4'], k=4, n=2)
+    assert len(gs) == 2 and all(isinstance(goal_distance(g), int) for g in gs)
+    game, obs = start_game(gs[0].clip, gs[0].t)
+    try:
+        replay, = pursue(gs[0], 'replay', start=(game, obs))
+        rand = pursue(gs[0], 'random', seed=1, rollouts=2, start=(game, obs))
+    finally: game.close()
+    assert replay['actions'] == [f'line {gs[0].t + i}' for i in range(4)] and replay['steps'] == 4
+    assert abs((replay['final']['yaw'] - replay['goal']['yaw'] + 180) % 360 - 180) < 0.01   # the recorded turns, exactly
+    assert [len(r['actions']) for r in rand] == [6, 6] and {a for r in rand for a in r['actions']} <= set(mt.PLAN_MOVES)
+    again = replay_record(rand[0])
+    assert abs((again['yaw'] - rand[0]['final']['yaw'] + 180) % 360 - 180) < 0.01            # turns replay exactly
+
+
 def test_readers(clip):
     "The loaders and the clip viewer read the clip as they read VPT's: 640x360 frames, camera columns that move."
     from iwm.data import ClipWindows, StreamingWindows
