@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch.utils.data import default_collate
 from fastcore.script import call_parse
 from .actions import COL
-from .crafter import FACINGS, CrafterGame, load_truth
+from .crafter import CrafterGame, load_truth
 from .games import game_class, step_kinds
 from .minetest import NODE_CLASSES
 from .data import ClipWindows, find_clips

@@ -683,11 +683,11 @@ class MinetestGame:
     @classmethod
     def distance(cls, clip, t: int, k: int) -> int:
         "About how many planning actions reach frame `t + k`'s state from frame `t`'s: walks beyond 1 node and turns beyond 15 degrees (an estimate)."
-        a, b = cls.states(clip)[t], cls.states(clip)[t + k]
+        a, b = cls.goal(clip, t), cls.goal(clip, t + k)
         far = float(np.hypot(b['pos'][0] - a['pos'][0], b['pos'][2] - a['pos'][2]))
         turn = abs((b['yaw'] - a['yaw'] + 180) % 360 - 180)
         return int(np.ceil(max(0.0, far - 1) / cls.STEP) + np.ceil(max(0.0, turn - 15) / cls.TURN))
-    def fork(self): return None  # a running game cannot be copied: each try starts the world again
+    def fork(self): return None  # a running game cannot be copied: each try starts it again at the frame (`start` moves the player back)
     kinds = ('turning', 'moving', 'world', 'still')
     @staticmethod
     def step_kinds(truth: dict, degrees: float = 1.0, nodes: float = 0.05) -> np.ndarray:
