@@ -12,10 +12,11 @@ from ..actions import ACTION_NAMES
 from ..data import CONTEXT
 
 # %% auto #0
-__all__ = ['LOSSES', 'CONFIGS', 'WorldModelConfig', 'tiny', 'small', 'seed', 'get_config']
+__all__ = ['LOSSES', 'TARGETS', 'CONFIGS', 'WorldModelConfig', 'tiny', 'small', 'seed', 'get_config']
 
 # %% ../../nbs/10_config.ipynb #1c643c4e
 LOSSES = ('l1', 'smooth_l1')
+TARGETS = ('ema', 'online')
 
 @dataclass
 class WorldModelConfig:
@@ -50,6 +51,14 @@ class WorldModelConfig:
     rollout_steps: int = 2  # k: the rollout loss runs the predictor on its own output k steps
     rollout_weight: float = 1.0
     change_weight: float = 0.5  # 0: every token counts alike; 1: tokens weigh by how much their target changes
+    target: str = 'ema'  # 'ema': targets from an EMA copy of the encoder, without gradients; 'online': from the encoder itself, with them
+    # anti-collapse terms on the online latents of a window's frames; 0 turns one off
+    sigreg_weight: float = 0.0  # SIGReg (LeJEPA): Epps-Pulley test of the latents against N(0, I) along random directions
+    sigreg_directions: int = 256  # random unit directions SIGReg draws afresh at every step
+    var_weight: float = 0.0  # VICReg variance: hinge lifting each channel's std across frames to 1
+    cov_weight: float = 0.0  # VICReg covariance: mean squared off-diagonal covariance of the channels
+    temporal_std_weight: float = 0.0  # PLDM: hinge lifting each channel's std over a window's frames to 1
+    inverse_dynamics_weight: float = 0.0  # a head predicts action line t from the pooled latents of frames t and t+1
 
     def __post_init__(self): self._check()
 
@@ -66,6 +75,10 @@ def _check(self: WorldModelConfig):
     if not 0 <= self.change_weight <= 1: raise ValueError("change_weight must be in [0, 1]")
     if not 0 <= self.ema_start <= self.ema_end <= 1: raise ValueError("need 0 <= ema_start <= ema_end <= 1")
     if self.encoder_lr < 0: raise ValueError(f"encoder_lr {self.encoder_lr} is negative")
+    if self.target not in TARGETS: raise ValueError(f"target {self.target!r} is not one of {TARGETS}")
+    for k in ('sigreg_weight', 'var_weight', 'cov_weight', 'temporal_std_weight', 'inverse_dynamics_weight'):
+        if getattr(self, k) < 0: raise ValueError(f"{k} {getattr(self, k)} is negative")
+    if self.sigreg_directions < 1: raise ValueError("sigreg_directions must be at least 1")
 
 # %% ../../nbs/10_config.ipynb #51983dbb
 @patch(as_prop=True)

@@ -27,8 +27,9 @@ def count_params(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 def component_params(model: WorldModel) -> dict:
-    "Parameters of encoder, target (EMA, untrained), conditioner and predictor, and of those that train (a fixed encoder does not)."
-    n = {k: count_params(getattr(model, k)) for k in ('encoder', 'target', 'conditioner', 'predictor')}
+    "Parameters of encoder, target (an EMA copy, untrained; 0 when the target is the encoder itself), conditioner and predictor, and of those that train (a fixed encoder does not)."
+    n = {k: count_params(getattr(model, k)) for k in ('encoder', 'conditioner', 'predictor')}
+    n = dict(encoder=n['encoder'], target=0 if model.target is model.encoder else count_params(model.target), **{k: n[k] for k in ('conditioner', 'predictor')})
     return {**n, 'trained': sum(p.numel() for p in model.parameters() if p.requires_grad)}
 
 # %% ../../nbs/15_info.ipynb #a715d256

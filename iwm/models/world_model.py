@@ -1,4 +1,4 @@
-"""Encoder, EMA target, conditioner and predictor in one module: its latent step, its rollout and its JEPA loss.
+"""Encoder, EMA target, conditioner and predictor in one module: its latent step, its rollout, its JEPA loss and the terms that keep a learning encoder from collapsing.
 
 Docs: https://iwm-project.github.io/iwm/world_model.html.md"""
 
@@ -12,13 +12,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from fastcore.basics import patch
+from ..actions import COL, N_BUTTONS
 from .config import WorldModelConfig, get_config
 from .encoder import Encoder, to_input
 from .conditioner import Conditioner
 from .predictor import Predictor
 
 # %% auto #0
-__all__ = ['ema_schedule', 'effective_rank', 'WorldModel']
+__all__ = ['CAMERA_UNIT', 'REGULARISERS', 'ema_schedule', 'effective_rank', 'sigreg', 'std_hinge', 'covariance_penalty',
+           'InverseDynamics', 'action_loss', 'WorldModel']
 
 # %% ../../nbs/14_world_model.ipynb #71f93e34
 def ema_schedule(start: float = 0.996, end: float = 1.0, steps: int = 1000) -> Iterator[float]:
@@ -33,28 +35,81 @@ def effective_rank(x: torch.Tensor) -> torch.Tensor:
     p = s / s.sum().clamp_min(1e-12)
     return torch.exp(-(p * torch.log(p.clamp_min(1e-12))).sum())
 
+# %% ../../nbs/14_world_model.ipynb #a1c0e002
+def sigreg(x: torch.Tensor, directions: int = 256, knots: int = 17, t_max: float = 3.0) -> torch.Tensor:
+    "SIGReg of samples x (..., M, D): the Epps-Pulley statistic against N(0, 1) along `directions` random unit directions, mean over directions and leading dims."
+    x = x.float()
+    a = torch.randn(x.shape[-1], directions, device=x.device)
+    p = x @ (a / a.norm(dim=0))  # (..., M, P): the samples along each direction
+    t = torch.linspace(0, t_max, knots, device=x.device)
+    phi = torch.exp(-t ** 2 / 2)  # the standard Gaussian's characteristic function, also the integration weight
+    w = torch.full_like(t, 2 * t_max / (knots - 1)); w[[0, -1]] /= 2  # trapezoid on [0, t_max], doubled for [-t_max, 0]
+    pt = p[..., None] * t  # (..., M, P, knots)
+    err = (pt.cos().mean(-3) - phi) ** 2 + pt.sin().mean(-3) ** 2  # |empirical - Gaussian|^2: (..., P, knots)
+    return ((err @ (w * phi)) * x.shape[-2]).mean()
+
+# %% ../../nbs/14_world_model.ipynb #a1c0e006
+def std_hinge(x: torch.Tensor, margin: float = 1.0, eps: float = 1e-4) -> torch.Tensor:
+    "VICReg's variance term of samples x (..., M, D): mean over channels (and leading dims) of relu(margin - std over the M samples)."
+    return F.relu(margin - torch.sqrt(x.float().var(-2) + eps)).mean()
+
+def covariance_penalty(x: torch.Tensor) -> torch.Tensor:
+    "VICReg's covariance term of samples x (..., M, D): the mean square of the off-diagonal channel covariances, mean over leading dims."
+    x = x.float(); x = x - x.mean(-2, keepdim=True)
+    M, D = x.shape[-2:]
+    cov = x.transpose(-1, -2) @ x / (M - 1)  # (..., D, D)
+    off = cov - torch.diag_embed(cov.diagonal(dim1=-2, dim2=-1))  # the diagonal zeroed
+    return (off.pow(2).sum((-1, -2)) / (D * (D - 1))).mean()
+
+# %% ../../nbs/14_world_model.ipynb #a1c0e009
+class InverseDynamics(nn.Module):
+    "Action line t (logits for the buttons) from the latents of frames t and t+1, each (..., N, D) mean-pooled: -> (..., A)."
+    def __init__(self, dim: int, action_dim: int, hidden: int | None = None):
+        super().__init__()
+        h = hidden or dim
+        self.mlp = nn.Sequential(nn.LayerNorm(2 * dim), nn.Linear(2 * dim, h), nn.GELU(), nn.Linear(h, action_dim))
+
+    def forward(self, z0: torch.Tensor, z1: torch.Tensor) -> torch.Tensor:
+        return self.mlp(torch.cat([z0.mean(-2), z1.mean(-2)], -1))
+
+CAMERA_UNIT = 15.0  # degrees: the camera columns' scale in `action_loss`
+
+def action_loss(pred: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+    "Inverse-dynamics error of predictions (..., A) for action vectors (..., A): BCE on the 0/1 button columns, MSE on the others."
+    nb = N_BUTTONS if actions.shape[-1] > N_BUTTONS else 0
+    rest = actions[..., nb:].clone()
+    if nb: rest[..., [COL['camera_pitch'] - nb, COL['camera_yaw'] - nb]] /= CAMERA_UNIT
+    bce = F.binary_cross_entropy_with_logits(pred[..., :nb].float(), actions[..., :nb].float()) if nb else pred.new_zeros(())
+    return bce + F.mse_loss(pred[..., nb:].float(), rest.float())
+
 # %% ../../nbs/14_world_model.ipynb #b6611c4d
 class WorldModel(nn.Module):
-    "Encoder, EMA target encoder, conditioner and predictor: frame t and actions -> latents of the frames after."
+    "Encoder, target encoder (an EMA copy, or the encoder itself), conditioner and predictor: frame t and actions -> latents of the frames after."
     def __init__(self, cfg: WorldModelConfig | str = 'tiny'):
         super().__init__()
         self.cfg = c = get_config(cfg) if isinstance(cfg, str) else cfg
         self.encoder = Encoder.from_config(c)
-        self.target = copy.deepcopy(self.encoder).requires_grad_(False)  # moves only by `ema_step`
+        if c.target == 'ema': self.target = copy.deepcopy(self.encoder).requires_grad_(False)  # moves only by `ema_step`
         if c.encoder_lr == 0: self.encoder.requires_grad_(False)  # a fixed encoder: the target stays equal to it
         self.conditioner = Conditioner.from_config(c)
         self.predictor = Predictor.from_config(c)
+        if c.inverse_dynamics_weight > 0: self.inverse = InverseDynamics(c.dim, c.action_dim)
+
+    @property
+    def target(self) -> nn.Module:
+        "The target encoder: the EMA copy, or with `target='online'` the encoder itself."
+        return self._modules['target'] if 'target' in self._modules else self.encoder
 
     def encode(self, frames: torch.Tensor) -> torch.Tensor:
         "Online latents of frames (B, 3, H, W) -> (B, N, D), layer-normed like the targets."
         z = self.encoder(to_input(frames))  # (B, N, D)
         return F.layer_norm(z, z.shape[-1:])
 
-    @torch.no_grad()
     def forward_target(self, frames: torch.Tensor) -> torch.Tensor:
-        "EMA-encoder latents of frames (B, K, 3, H, W) -> (B, K, N, D), layer-normed, without gradients."
-        h = self.target(to_input(frames.flatten(0, 1)))  # (B*K, N, D)
-        return F.layer_norm(h, h.shape[-1:]).unflatten(0, frames.shape[:2])  # (B, K, N, D)
+        "Target latents of frames (B, K, 3, H, W) -> (B, K, N, D), layer-normed: the EMA encoder's without gradients, an online target's with them."
+        with torch.set_grad_enabled(self.cfg.target == 'online' and torch.is_grad_enabled()):
+            h = self.target(to_input(frames.flatten(0, 1)))  # (B*K, N, D)
+            return F.layer_norm(h, h.shape[-1:]).unflatten(0, frames.shape[:2])  # (B, K, N, D)
 
 # %% ../../nbs/14_world_model.ipynb #8dad54e0
 @patch
@@ -121,34 +176,62 @@ def loss_fn(self: WorldModel, pred: torch.Tensor, target: torch.Tensor, weight: 
     err = (F.l1_loss if self.cfg.loss == 'l1' else F.smooth_l1_loss)(pred, target, reduction='none').mean(-1)
     return err.mean() if weight is None else (err * weight).mean()
 
+# %% ../../nbs/14_world_model.ipynb #a1c0e014
+REGULARISERS = dict(sigreg='sigreg_weight', vc_var='var_weight', vc_cov='cov_weight', tstd='temporal_std_weight',
+                    inv_dyn='inverse_dynamics_weight')  # stat name: config weight
+
+@patch(as_prop=True)
+def regularised(self: WorldModel) -> bool:
+    "Whether any anti-collapse term is on."
+    return any(getattr(self.cfg, w) > 0 for w in REGULARISERS.values())
+
+@patch
+def regularisers(self: WorldModel, z: torch.Tensor, actions: torch.Tensor) -> dict:
+    "The terms that are on, from online latents z (B, K+1, N, D) of frames t .. t+K and action lines t-24 .. t+K-1: {name: (weight, value)}."
+    c, S, K = self.cfg, self.cfg.context, z.shape[1] - 1
+    on = {k: getattr(c, w) for k, w in REGULARISERS.items() if getattr(c, w) > 0}
+    x = z.permute(2, 0, 1, 3).flatten(1, 2)  # (N, B*(K+1), D): per token position, its tokens in every frame
+    fns = dict(sigreg=lambda: sigreg(x, c.sigreg_directions), vc_var=lambda: std_hinge(x), vc_cov=lambda: covariance_penalty(x),
+               tstd=lambda: std_hinge(z.transpose(1, 2)),  # (B, N, K+1, D): each channel over the window's frames
+               inv_dyn=lambda: action_loss(self.inverse(z[:, :-1], z[:, 1:]), actions[:, S - 1:S - 1 + K]))  # line t+j: frames t+j -> t+j+1
+    return {k: (w, fns[k]()) for k, w in on.items()}
+
 # %% ../../nbs/14_world_model.ipynb #ebf11f15
 @patch
 def loss(self: WorldModel, batch: dict) -> tuple[torch.Tensor, dict]:
-    "JEPA loss of a window batch: one-step plus rollout loss; also its parts, copy-last and collapse diagnostics."
+    "JEPA loss of a window batch: one-step plus rollout loss, plus the anti-collapse terms that are on; also its parts, copy-last and collapse diagnostics."
     c, frame, targets, actions = self.cfg, batch['frame'], batch['targets'], batch['actions']
-    # targets: EMA encoder on frames t .. t+K, layer-normed, no gradients
+    # targets: the target encoder on frames t .. t+K, layer-normed (an EMA one without gradients)
     h = self.forward_target(torch.cat([frame[:, None], targets], 1))  # (B, K+1, N, D)
     y = h[:, 1:]  # (B, K, N, D)
-    change = (h[:, 1:] - h[:, :-1]).abs().mean(-1)  # (B, K, N)
+    change = (h[:, 1:] - h[:, :-1]).abs().mean(-1).detach()  # (B, K, N)
     w = (1 - c.change_weight) + c.change_weight * change / change.mean(-1, keepdim=True).clamp_min(1e-6)
-    # context: online encoder and predictor; a fixed encoder's latents are the targets' (no second encoder pass)
-    one, ahead = self.forward_context(frame, targets, actions, z=None if self.encoder_trains else h[:, :-1])
+    # online latents of frames t .. t+K: a fixed encoder's, or an online target's, are the targets (no second encoder pass);
+    # otherwise the context needs frames t .. t+K-1, and the anti-collapse terms frame t+K too
+    if c.target == 'online' or not self.encoder_trains: z = h
+    else: z = self.encode(torch.cat([frame[:, None], targets], 1).flatten(0, 1)).unflatten(0, h.shape[:2]) if self.regularised else None
+    one, ahead = self.forward_context(frame, targets, actions, z=None if z is None else z[:, :-1])
     R = ahead.shape[1]
     # loss
     l_one = self.loss_fn(one, y, w)
     l_ahead = self.loss_fn(ahead, y[:, 1:1 + R], w[:, 1:1 + R]) if R else l_one.new_zeros(())
     loss = l_one + c.rollout_weight * l_ahead
+    terms = self.regularisers(z, actions) if self.regularised else {}
+    for weight, value in terms.values(): loss = loss + weight * value
     with torch.no_grad():
         yt, pt = y[:, 0].reshape(-1, c.dim), one[:, 0].reshape(-1, c.dim)  # (B*N, D)
         stats = dict(one_step=l_one.detach(), rollout=l_ahead.detach(), copy_last=self.loss_fn(h[:, :-1], y, w),
                      target_std=yt.std(0).mean(), pred_std=pt.std(0).mean(), target_rank=effective_rank(yt))
+        if self.encoder_trains: stats['latent_change'] = change.mean()
+        stats.update({k: v.detach() for k, (_, v) in terms.items()})
     return loss, stats
 
 # %% ../../nbs/14_world_model.ipynb #d615e623
 @patch
 @torch.no_grad()
 def ema_step(self: WorldModel, m: float):
-    "Move the target encoder toward the encoder: target <- m * target + (1 - m) * encoder."
+    "Move the target encoder toward the encoder: target <- m * target + (1 - m) * encoder. An online target is the encoder: nothing to do."
+    if self.target is self.encoder: return
     tgt, src = list(self.target.parameters()), list(self.encoder.parameters())
     torch._foreach_mul_(tgt, m)
     torch._foreach_add_(tgt, torch._foreach_mul(src, 1 - m))
