@@ -20,9 +20,11 @@ install: $(STAMP)
 demo: $(STAMP) packages
 	$(BIN)/iwm-demo --data data/crafter --out runs/demo
 
-## The reference run behind the README's numbers: tiny for 60 min on CPU (small on a GPU), decoder, evaluation on held-out seeds, planning toward test goals of seeds of their own
+## The reference run behind the README's numbers: tiny for 60 min on CPU (small on a GPU), decoder, evaluation on held-out seeds, planning toward
+## test goals of seeds of their own. GAME=minetest runs it in first person (runs/reference-minetest; needs `make packages`).
+GAME ?= crafter
 reproduce: $(STAMP)
-	$(BIN)/iwm-reproduce --out runs/reference --data data/reference
+	$(BIN)/iwm-reproduce --game $(GAME)
 
 ## Run every notebook in place and save it with its outputs (tools/nbs.py: the cells nbdev-test runs, and the
 ## quickstart's slow ones; then nbdev-clean). `python tools/nbs.py 30_decoder index` runs only those.

@@ -242,6 +242,9 @@ class CrafterGame:
     def fork(self) -> 'CrafterGame': return copy.deepcopy(self)
     def close(self): self.env = None
     probes = dict(pos='value', inventory='value', facing='class', front='class')  # what evaluation's linear probes read from a latent
+    probe_note = ("pos_r2 is the R² of the player's absolute map position (x, y) read linearly from a latent. Crafter draws a view centred on the "
+                  "player in a world generated afresh for each seed, so a frame shows almost nothing of where the player is: below 0 (worse than "
+                  "the evaluation frames' mean position) is expected of any encoder, and only persistence, handed the position at t, scores near 1.")
     @staticmethod
     def probe_targets(truth: dict, ts) -> dict:
         "Probe targets at frames `ts`: position (n, 2), facing class (`FACINGS`), inventory (n, items), material in front."
@@ -251,6 +254,7 @@ class CrafterGame:
         return dict(pos=pos.astype(np.float32), facing=np.array([FACINGS.index(tuple(f)) for f in fac]),
                     inventory=truth['inventory'][ts].astype(np.float32), front=truth['semantic'][ts, front[:, 0], front[:, 1]].astype(int))
     names, null = CRAFTER_ACTIONS, 'noop'  # every action the game takes; the one that does nothing
+    camera = ()  # a top-down view: no camera to turn
     @staticmethod
     def line(name: str) -> dict:
         "The VPT line of Crafter action `name` (after a noop line, as the planner's action vectors read it)."

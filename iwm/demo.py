@@ -25,7 +25,8 @@ from .evaluate import evaluate_run
 from .planning import PlanConfig, plan_run, format_planning
 
 # %% auto #0
-__all__ = ['contact_sheet', 'decoder_report', 'run_demo', 'iwm_demo', 'run_reference', 'iwm_reproduce']
+__all__ = ['REFERENCE', 'contact_sheet', 'decoder_report', 'run_demo', 'iwm_demo', 'record_split', 'run_reference',
+           'iwm_reproduce']
 
 # %% ../nbs/90_demo.ipynb #35be6877
 def contact_sheet(clips, out, per_clip: int = 8, size=(90, 160)) -> Path:
@@ -155,50 +156,89 @@ def iwm_demo(data: str = 'data/crafter',  # folder for recorded clips
     print(f"wrote {s['sheet']} and {Path(out) / 'summary.json'} in {s['seconds']} s")
 
 # %% ../nbs/90_demo.ipynb #00d28827
-def run_reference(out='runs/reference', data='data/reference', episodes: int = 48, held_episodes: int = 8, val_episodes: int = 8, test_episodes: int = 8,
-                  steps: int = 500, config: str | None = None, train_minutes: float = 60.0, decoder_minutes: float = 20.0, batch: int = 32,
-                  goals: int = 200, val_goals: int = 50, rollouts: int = 20, plan: PlanConfig = PlanConfig(actions=tuple(MOVES)),
-                  decoder_windows: int = 64, eval_windows: int = 256, check: int = 63, progress: bool = True) -> dict:
-    "Record, train the world model and decoder, evaluate on held-out seeds, plan toward test goals of seeds used for nothing else (settings on validation seeds); returns and writes the summary."
+REFERENCE = dict(  # each game's reference run: clips per split and frames per clip, the model's frame size, planning's k and baseline rollouts
+    crafter=dict(episodes=48, held_episodes=8, val_episodes=8, test_episodes=8, steps=500, held_steps=500, img_size=64, ks=(4, 8),
+                 rollouts=20, check=63, check_goals=None, actions=tuple(MOVES)),
+    minetest=dict(episodes=8, held_episodes=4, val_episodes=4, test_episodes=4, steps=2000, held_steps=1000, img_size=64, ks=(4,),
+                  rollouts=4, check=15, check_goals=50, actions=None))  # Minetest plans over all its moves (`MinetestGame.actions`)
+
+def record_split(game: str, out, episodes: int, steps: int, split: int, progress: bool = True) -> list[dict]:
+    "Record `episodes` clips of `game` for split `split` (0 train, 1 held-out, 2 validation, 3 test): clip `i` of either game has seed `10000 * split + i`."
+    if game == 'crafter': return record(out, episodes, steps, seed=split, progress=progress)  # episode_seed(split, i) = 10000 * split + i
+    if game == 'minetest':
+        from iwm.minetest import record_minetest
+        return record_minetest(out, episodes, steps, seed=10000 * split, progress=progress)
+    raise ValueError(f"game {game!r}: crafter or minetest")
+
+def run_reference(out=None, data=None, game: str = 'crafter', episodes: int | None = None, held_episodes: int | None = None,
+                  val_episodes: int | None = None, test_episodes: int | None = None, steps: int | None = None, held_steps: int | None = None,
+                  config: str | None = None, img_size: int | None = None, train_minutes: float = 60.0, decoder_minutes: float = 20.0,
+                  batch: int = 32, goals: int = 200, val_goals: int = 50, ks=None, rollouts: int | None = None, plan: PlanConfig | None = None,
+                  decoder_windows: int = 64, eval_windows: int = 256, check: int | None = None, check_goals: int | None = None,
+                  progress: bool = True) -> dict:
+    "Record, train the world model and decoder, evaluate on held-out seeds, plan toward test goals of seeds used for nothing else (settings on validation seeds); returns and writes the summary. Unset sizes come from `REFERENCE[game]`."
     import torch
-    t0, out, data = time.time(), Path(out), Path(data)
+    if game not in REFERENCE: raise ValueError(f"game {game!r}: one of {tuple(REFERENCE)}")
+    d = REFERENCE[game]
+    episodes, held_episodes, val_episodes, test_episodes, steps, held_steps, img_size, ks, rollouts, check = (
+        d[k] if v is None else v for k, v in zip(('episodes', 'held_episodes', 'val_episodes', 'test_episodes', 'steps', 'held_steps', 'img_size', 'ks',
+                                                   'rollouts', 'check'),
+                                                  (episodes, held_episodes, val_episodes, test_episodes, steps, held_steps, img_size, ks, rollouts, check)))
+    check_goals = check_goals if check_goals is not None else d['check_goals']
+    if plan is None:
+        from iwm.games import GAMES
+        import importlib
+        mod, cls = GAMES[game].rsplit('.', 1)
+        plan = PlanConfig(actions=d['actions'] or tuple(getattr(importlib.import_module(mod), cls).actions))
+    t0 = time.time()
+    out, data = Path(out or ('runs/reference' if game == 'crafter' else f'runs/reference-{game}')), Path(data or ('data/reference' if game == 'crafter' else f'data/reference-{game}'))
     config = config or ('small' if torch.cuda.is_available() else 'tiny')
-    record(data / 'train', episodes, steps, seed=0, progress=progress)
-    record(data / 'held', held_episodes, steps, seed=1, progress=progress)  # seeds 10000.. never trained on: evaluation windows, the decoder's frames
-    record(data / 'val', val_episodes, steps, seed=2, progress=progress)  # seeds 20000..: validation goals, to choose planning settings on
-    record(data / 'test', test_episodes, steps, seed=3, progress=progress)  # seeds 30000..: test goals, used for nothing else
+    t_rec = time.time()
+    for split, name, n, s in ((0, 'train', episodes, steps), (1, 'held', held_episodes, held_steps), (2, 'val', val_episodes, held_steps), (3, 'test', test_episodes, held_steps)):
+        record_split(game, data / name, n, s, split, progress)  # held: evaluation windows and the decoder's frames; val: goals to choose settings on; test: goals used for nothing else
+    recording_s = round(time.time() - t_rec, 1)
     runs = dict(world=out / 'model')
-    tc = TrainConfig(config=config, data=str(data / 'train'), out=str(runs['world']), steps=10 ** 6, minutes=train_minutes,
-                     batch=batch, eval_every=200, ckpt_every=500, log_every=20)
+    tc = TrainConfig(config=config, overrides=dict(img_size=img_size), data=str(data / 'train'), out=str(runs['world']), steps=10 ** 6,
+                     minutes=train_minutes, batch=batch, eval_every=200, ckpt_every=500, log_every=20)
     tr = Trainer(tc, resume=True); tr.fit(); plot_metrics(tc.out)
     dc = TrainConfig(stage='decoder', world=tc.out, data=str(data / 'train'), out=str(runs['world'] / 'decoder'), steps=10 ** 6,
                      minutes=decoder_minutes, batch=batch, eval_every=200, ckpt_every=500, log_every=20)
     dtr = Trainer(dc, resume=True); dtr.fit(); plot_metrics(dc.out)
     dec = decoder_report(tr.model.eval(), dtr.model.eval(), tr.train_clips, find_clips(data / 'held'), out, windows=decoder_windows)  # beside its baselines
-    m = evaluate_run(tc.out, data=data / 'held', out=out, windows=eval_windows)
-    p = plan_run(tc.out, data=data / 'test', val_data=data / 'val', ks=(4, 8), episodes=goals, val_episodes=val_goals, rollouts=rollouts,
-                 c=plan, out=out, progress=progress, check=check)
-    summary = dict(config=config, train_steps=tr.step, decoder_steps=dtr.step, minutes=dict(world=train_minutes, decoder=decoder_minutes),
+    m = evaluate_run(tc.out, data=data / 'held', out=out, windows=eval_windows, decode_windows_n=min(16, decoder_windows))
+    p = plan_run(tc.out, data=data / 'test', val_data=data / 'val', ks=ks, episodes=goals, val_episodes=val_goals, rollouts=rollouts,
+                 c=plan, out=out, progress=progress, check=check, check_goals=check_goals)
+    summary = dict(game=game, config=config, img_size=img_size, train_steps=tr.step, decoder_steps=dtr.step,
+                   minutes=dict(world=train_minutes, decoder=decoder_minutes), recording_s=recording_s,
                    decoder={k: dec[k] for k in ('windows', 'reconstruction', 'strip')},
-                   eval={k: m[k] for k in ('windows', 'moving_share', 'ratios', 'retrieval_mrr', 'probes', 'decoded') if k in m},
-                   planning=p['k'], stop=p['stop'], cost_rank=p['cost_rank'], cost_check=p['cost_check'], seconds=round(time.time() - t0, 1))
+                   eval={k: m[k] for k in ('windows', 'moving_share', 'kinds', 'kind_share', 'ratios', 'retrieval_mrr', 'probes', 'decoded') if k in m},
+                   planning=p['k'], stop=p['stop'], cost_rank=p['cost_rank'], cost_check=p['cost_check'], left_out=p['left_out'],
+                   seconds=round(time.time() - t0, 1))
     (out / 'summary.json').write_text(json.dumps(summary, indent=2))
     return summary
 
 # %% ../nbs/90_demo.ipynb #4dab39ea
 @call_parse
-def iwm_reproduce(out: str = 'runs/reference',  # run folder
-                  data: str = 'data/reference',  # clips: DATA/train, DATA/held (evaluation), DATA/val (validation goals), DATA/test (test goals), each of other seeds
+def iwm_reproduce(out: str = None,  # run folder (default: runs/reference for Crafter, runs/reference-GAME otherwise)
+                  data: str = None,  # clips: DATA/train, DATA/held (evaluation), DATA/val (validation goals), DATA/test (test goals), each of other seeds (default: data/reference, data/reference-GAME)
+                  game: str = 'crafter',  # crafter (top-down) or minetest (first person: needs minetest and Xvfb)
                   train_minutes: float = 60.0, decoder_minutes: float = 20.0,
-                  goals: int = 200):  # test goals for planning per k
+                  goals: int = 200,  # test goals for planning per k
+                  img_size: int = None,  # the model's frame size (default: the game's, REFERENCE)
+                  episodes: int = None, held_episodes: int = None,  # training clips; held-out, validation and test clips each (default: the game's)
+                  steps: int = None, held_steps: int = None):  # frames per training clip; per held-out, validation and test clip
     "The reference run: record, train, decode, evaluate on held-out seeds, plan toward test goals of their own seeds; prints the numbers the README quotes."
-    s = run_reference(out, data, train_minutes=train_minutes, decoder_minutes=decoder_minutes, goals=goals)
+    try: s = run_reference(out, data, game, train_minutes=train_minutes, decoder_minutes=decoder_minutes, goals=goals, img_size=img_size,
+                           val_goals=min(50, goals), episodes=episodes, held_episodes=held_episodes, val_episodes=held_episodes,
+                           test_episodes=held_episodes, steps=steps, held_steps=held_steps)
+    except (ValueError, RuntimeError, FileNotFoundError) as e: raise SystemExit(f"iwm-reproduce: {e}")
     r = s['eval']['ratios']
-    print(f"{s['config']}: {s['train_steps']} world-model steps, {s['decoder_steps']} decoder steps")
+    print(f"{s['game']}, {s['config']} at {s['img_size']}x{s['img_size']}: {s['train_steps']} world-model steps, {s['decoder_steps']} decoder steps "
+          f"(recording {s['recording_s']:.0f} s)")
     print(f"L1 / copy-last at h=1: {r['model/copy_last_all'][0]:.3f} (moving {r['model/copy_last_moving'][0]:.3f}); "
           f"shuffled / true at h=4: {r['shuffled/model_all'][3]:.3f}")
     rec = s['decoder']['reconstruction']
     print(f"decoded real latents: PSNR {rec['decoded']['psnr']:.2f} dB (deterministic map {rec['deterministic']['psnr']:.2f}, "
           f"mean frame {rec['mean_frame']['psnr']:.2f})")
-    print(format_planning(dict(k=s['planning'], stop=s['stop'], cost_rank=s['cost_rank'], cost_check=s['cost_check'])))
-    print(f"wrote {Path(out) / 'summary.json'} and {Path(out) / 'report.html'}")
+    print(format_planning(dict(k=s['planning'], stop=s['stop'], cost_rank=s['cost_rank'], cost_check=s['cost_check'], left_out=s['left_out'])))
+    print(f"wrote {Path(s['decoder']['strip']).parent / 'summary.json'} and {Path(s['decoder']['strip']).parent / 'report.html'}")

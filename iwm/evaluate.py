@@ -15,8 +15,7 @@ from torch.utils.data import default_collate
 from fastcore.script import call_parse
 from .actions import COL
 from .crafter import CrafterGame, load_truth
-from .games import game_class, step_kinds
-from .minetest import NODE_CLASSES
+from .games import game_class, game_named, step_kinds
 from .data import ClipWindows, find_clips
 from .models.world_model import WorldModel
 from .train import load_run, load_decoder, run_config, train_held_clips
@@ -437,7 +436,7 @@ PROBE_ROWS = {'trained': "model's encoder: z_t, truth at t", 'random': "random e
               'persistence': 'persistence (truth at t): truth at t+1'}
 
 def _probe_blocks(m: dict) -> list:
-    "Report blocks of the probes: every row with the frames or windows it rests on, what pos_r2 measures, and how the random encoder was drawn."
+    "Report blocks of the probes: every row with the frames or windows it rests on, the game's note on its targets, and how the random encoder was drawn."
     p, i = m['probes'], m['probes']['info']
     keys = list(p['trained'])
     n = lambda k: i['eval_frames'] if k in ('trained', 'random') else i['windows']  # what each row rests on
@@ -453,14 +452,7 @@ def _probe_blocks(m: dict) -> list:
                   "the probes on the predicted latent of t+1, the same probes on z_t (copy-last's latent), and persistence (the truth at t as the "
                   "guess). The predicted latents earn something only where they beat both."),
             ('table', ['latents: truth scored', 'frames or windows'] + keys, rows), ('p', seeds),
-            ('p', "pos_r2 is the R² of the player's absolute map position (x, y) read linearly from a latent. Crafter draws a view centred on the "
-                  "player in a world generated afresh for each seed, so a frame shows almost nothing of where the player is: below 0 (worse than "
-                  "the evaluation frames' mean position) is expected of any encoder, and only persistence, handed the position at t, scores near 1.")
-             if 'pos_r2' in keys else
-            ('p', "yaw_change_r2 is the R² of the camera's turn into a frame (degrees) read linearly from the difference of its features and the "
-                  "previous frame's; on the windows, the predicted latent of t+1 minus z_t (z_t alone has no turn to read: a constant guess), and "
-                  "persistence guesses the turn into t+1 to be the turn into t. node is the class of the node under the crosshair "
-                  f"({', '.join(NODE_CLASSES)}).")]
+            ('p', game_named(i.get('game', 'crafter')).probe_note)]
 
 # %% ../nbs/40_evaluate.ipynb #723946dd
 def eval_report(m: dict, out) -> tuple[Path, Path]:

@@ -11,7 +11,7 @@ from typing import Protocol
 import numpy as np
 
 # %% auto #0
-__all__ = ['GAMES', 'Game', 'game_name', 'game_class', 'game_for', 'step_kinds']
+__all__ = ['GAMES', 'Game', 'game_name', 'game_named', 'game_class', 'game_for', 'step_kinds']
 
 # %% ../nbs/07_games.ipynb #2e63d60b
 class Game(Protocol):
@@ -28,6 +28,7 @@ class Game(Protocol):
     def close(self): "Stop the game."
     names: tuple  # every action name the game takes (`line` turns one into a VPT line)
     null: str  # the name of the action that does nothing
+    camera: tuple  # the actions that only turn the camera (planning's camera-only random baseline draws from them); () without a camera
     @staticmethod
     def line(name: str) -> dict: "The VPT line of action `name`."
     @staticmethod
@@ -38,6 +39,8 @@ class Game(Protocol):
     def distance(cls, clip, t: int, k: int) -> int | None: "About how many actions reach frame `t + k`'s state from frame `t`'s (None: out of reach)."
     def fork(self): "A copy of the live game to try actions in, or None when the game cannot be copied (it is started again)."
     kinds: tuple  # the kinds of step evaluation splits by, in the order it reports them
+    probes: dict  # what evaluation's linear probes read: target name -> 'value', 'class' or 'change'
+    probe_note: str  # what a reader of the probe table needs to know about this game's targets
     @staticmethod
     def step_kinds(truth: dict) -> np.ndarray: "The kind of each step t -> t+1 of a recorded clip (T - 1,), from its sidecar's arrays."
 
@@ -52,11 +55,16 @@ def game_name(clip) -> str:
     if name not in GAMES: raise ValueError(f"{side}: recorded by {name!r}, a game iwm has no interface for ({', '.join(GAMES)})")
     return name
 
+def game_named(name: str) -> type:
+    "The interface class of the game called `name` (a key of `GAMES`)."
+    import importlib
+    if name not in GAMES: raise ValueError(f"game {name!r}: iwm has interfaces for {', '.join(GAMES)}")
+    mod, cls = GAMES[name].rsplit('.', 1)
+    return getattr(importlib.import_module(mod), cls)
+
 def game_class(clip) -> type:
     "The interface class of the game that recorded `clip`."
-    import importlib
-    mod, cls = GAMES[game_name(clip)].rsplit('.', 1)
-    return getattr(importlib.import_module(mod), cls)
+    return game_named(game_name(clip))
 
 def game_for(clip, **kw) -> Game:
     "A new live game of the kind that recorded `clip` (not started)."

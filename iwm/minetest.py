@@ -655,6 +655,10 @@ class MinetestGame:
                 and abs((truth['yaw'] - goal['yaw'] + 180) % 360 - 180) <= degrees)
 
     probes = dict(yaw_change='change', pitch='value', on_ground='class', node='class')  # what evaluation's linear probes read
+    probe_note = ("yaw_change_r2 is the R² of the camera's turn into a frame (degrees) read linearly from the difference of its features and the "
+                  "previous frame's; on the windows, the predicted latent of t+1 minus z_t (z_t alone has no turn to read: a constant guess), and "
+                  "persistence guesses the turn into t+1 to be the turn into t. node is the class of the node under the crosshair "
+                  f"({', '.join(NODE_CLASSES)}).")
     @staticmethod
     def probe_targets(truth: dict, ts) -> dict:
         "Probe targets at frames `ts`: the yaw change into the frame (degrees; 0 at a clip's first), pitch, on ground, the node class under the crosshair (`NODE_CLASSES`)."
@@ -663,6 +667,7 @@ class MinetestGame:
         return dict(yaw_change=dyaw[ts].astype(np.float32)[:, None], pitch=truth['pitch'][ts].astype(np.float32)[:, None],
                     on_ground=truth['on_ground'][ts].astype(int), node=np.array([node_class(n) for n in truth['node'][ts]]))
     names, null = tuple(PLAN_MOVES), 'stand'  # every action the planner may take; the one that does nothing
+    camera = ('turn_left', 'turn_right')  # the actions that only turn the camera
     STEP, TURN = 0.2, 15.0  # about how far one `forward` action walks (nodes: 4 a second for a 50 ms frame), how far a turn turns (degrees)
     @staticmethod
     def line(name: str) -> dict:

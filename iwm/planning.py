@@ -239,15 +239,16 @@ def episode(game, obs, choose, budget: int, goal: dict, cost=None, stop: float |
                 passed=any(game.reached(s, goal) for s in states), steps=len(actions), plan_s=float(np.mean(times)) if times else 0.0)
 
 # %% ../nbs/41_planning.ipynb #f063f5d7
-METHODS = ('cem', 'greedy', 'random', 'random_moves', 'replay')
-RANDOM = ('random', 'random_moves')  # run `rollouts` times per goal
+METHODS = ('cem', 'greedy', 'random', 'random_moves', 'random_camera', 'replay')
+RANDOM = ('random', 'random_moves', 'random_camera')  # run `rollouts` times per goal
 
 def policy(goal: Goal, method: str, world=None, planner=None, lines=None, rng=None, g=None, z_goal=None):
     "`choose(step, obs)` -> an action name of the goal's game, a recorded VPT line (replay), or None: stop, for `method` pursuing `goal`."
     own = planner.c.actions if planner is not None else tuple(goal.game.actions)  # random draws from exactly the planner's actions (or the game's own)
     if method == 'random': return lambda step, obs: own[rng.integers(len(own))]
-    if method == 'random_moves':
-        moves = list(goal.game.actions)
+    if method in ('random_moves', 'random_camera'):
+        moves = list(goal.game.actions if method == 'random_moves' else goal.game.camera)
+        if not moves: raise ValueError(f"{goal.game.name} has no camera: no camera-only random baseline")
         return lambda step, obs: moves[rng.integers(len(moves))]
     if method == 'replay': return lambda step, obs: dict(lines[goal.t + step], tick=goal.t + step) if step < goal.k else None
     size, ctx = world.cfg.img_size, world.cfg.context
@@ -396,28 +397,43 @@ def cost_check(goal: Goal, world: WorldModel, planner: CEMPlanner, n: int = 63, 
                 imagined=first_choice(planner.costs(lat, z_goal).cpu()))
 
 # %% ../nbs/41_planning.ipynb #13a26f3a
-def run_goals(gs, methods, world, planner, stop, rollouts: int = 20, seed: int = 0, progress: bool = False, desc: str = 'plan') -> list[dict]:
-    "Records of every method on every goal of `gs`, goal `i` seeded `seed + i`, from one started game per goal."
+def run_goals(gs, methods, world, planner, stop, rollouts: int = 20, seed: int = 0, progress: bool = False, desc: str = 'plan',
+              log=None) -> list[dict]:
+    "Records of every method on every goal of `gs`, goal `i` seeded `seed + i`; one live game started again at each goal (a Minetest world of the same seed keeps running). `log`: a JSON-lines file each goal's records are appended to as it ends; goals it already holds are read back, not run again."
     from tqdm.auto import tqdm
-    out = []
-    for i, g in enumerate(tqdm(gs, desc=desc, disable=not progress)):
-        start = start_game(g.clip, g.t)
-        try:
-            for m in methods: out += pursue(g, m, world, planner, seed + i, stop, rollouts, start)
-        finally: start[0].close()
+    done = {}
+    if log is not None and Path(log).exists():
+        for line in Path(log).read_text().splitlines():
+            try: rec = json.loads(line)
+            except json.JSONDecodeError: continue  # the last line of a run that was stopped mid-write
+            done[(rec['clip'], rec['t'], rec['k'], rec['i'], tuple(rec['methods']), rec['stop'], rec['rollouts'])] = rec['records']
+    out, game = [], None
+    try:
+        for i, g in enumerate(tqdm(gs, desc=desc, disable=not progress)):
+            key = (str(g.clip), g.t, g.k, seed + i, tuple(methods), stop, rollouts)
+            if key in done: out += done[key]; continue
+            if game is None or type(game) is not g.game: game = (game.close(), game_for(g.clip))[1] if game is not None else game_for(g.clip)
+            start, recs = (game, game.start(g.clip, g.t)), []
+            for m in methods: recs += pursue(g, m, world, planner, seed + i, stop, rollouts, start)
+            out += recs
+            if log is not None:
+                Path(log).parent.mkdir(parents=True, exist_ok=True)
+                with open(log, 'a') as f: f.write(json.dumps(dict(clip=key[0], t=g.t, k=g.k, i=seed + i, methods=list(methods), stop=stop, rollouts=rollouts, records=recs)) + '\n')
+    finally:
+        if game is not None: game.close()
     return out
 
-def choose_stop(clips, k: int, n: int, world, planner, seed: int = 0, progress: bool = False) -> dict:
+def choose_stop(clips, k: int, n: int, world, planner, seed: int = 0, progress: bool = False, log=None) -> dict:
     "`pick_stop` on CEM's episodes, run without stopping, toward `n` validation goals `k` steps ahead in `clips`."
     gs = goals(clips, k, n, context=world.cfg.context, seed=seed)
     if not gs: raise ValueError(f"no validation goals {k} steps ahead in {len(clips)} clips with ground truth")
-    return dict(pick_stop(run_goals(gs, ('cem',), world, planner, None, 1, seed, progress, f'stop k={k} (val)')), chosen_on='val')
+    return dict(pick_stop(run_goals(gs, ('cem',), world, planner, None, 1, seed, progress, f'stop k={k} (val)', log)), chosen_on='val')
 
 # %% ../nbs/41_planning.ipynb #841f5b18
 def plan_run(run, data=None, ks=(4, 8), episodes: int = 200, c: PlanConfig = PlanConfig(), methods=METHODS, out=None, device=None,
              seed: int = 0, progress: bool = True, check: int = 0, split: str = 'test', val_data=None, val_episodes: int = 50,
-             stop: float | None = None, rollouts: int = 20) -> dict:
-    "Arrival of CEM and the baselines on `episodes` goals per k of `split` ('test' or 'val'), the stop threshold chosen on validation goals; writes `planning.json` to `out`."
+             stop: float | None = None, rollouts: int = 20, check_goals: int | None = None) -> dict:
+    "Arrival of CEM and the baselines on `episodes` goals per k of `split` ('test' or 'val'), the stop threshold chosen on validation goals; writes `planning.json` to `out`. `check`: `cost_check`'s random sequences, on `check_goals` of the goals spread evenly (all by default)."
     if split not in ('val', 'test'): raise ValueError(f"split {split!r} is not 'val' or 'test'")
     device = torch.device(device or ('cuda' if torch.cuda.is_available() else 'cpu'))
     world = load_run(run, device)
@@ -431,18 +447,22 @@ def plan_run(run, data=None, ks=(4, 8), episodes: int = 200, c: PlanConfig = Pla
                stop={}, k={}, cost_rank={}, cost_check={}, left_out={}, records=[])
     if 'random_moves' in methods and set(c.actions) == set(game.actions):  # the same draws as `random`: a second, identical row
         methods, res['left_out']['random_moves'] = tuple(m for m in methods if m != 'random_moves'), f"the planner chooses among {game.name}'s own {len(game.actions)} actions, so it is random"
+    if 'random_camera' in methods and not game.camera:
+        methods, res['left_out']['random_camera'] = tuple(m for m in methods if m != 'random_camera'), f"{game.name} has no camera to turn"
     for k in ks:
-        res['stop'][str(k)] = choose_stop(val, k, val_episodes, world, planner, seed, progress) if stop is None else dict(threshold=stop, chosen_on=None)
+        logs = {s: Path(out) / 'plan-log' / f'{s}-k{k}.jsonl' if out else None for s in ('val', split)}  # a stopped run goes on from these
+        res['stop'][str(k)] = choose_stop(val, k, val_episodes, world, planner, seed, progress, logs['val']) if stop is None else dict(threshold=stop, chosen_on=None)
         gs = goals(test if split == 'test' else val, k, episodes, context=world.cfg.context, seed=seed)
         if not gs: raise ValueError(f"no {split} goals {k} steps ahead in clips with ground truth")
-        recs = run_goals(gs, methods, world, planner, res['stop'][str(k)]['threshold'], rollouts, seed, progress, f'plan k={k} ({split})')
+        recs = run_goals(gs, methods, world, planner, res['stop'][str(k)]['threshold'], rollouts, seed, progress, f'plan k={k} ({split})', logs[split])
         res['records'] += recs; res['k'][str(k)] = summarise(recs)
         ranks = [cost_rank(g, world, planner, seed=seed + i) for i, g in enumerate(gs)]
         res['cost_rank'][str(k)] = dict(goals=len(ranks), mean=float(np.mean(ranks)), median=float(np.median(ranks)))
         if check:
-            ch = [cost_check(g, world, planner, n=check, seed=seed + i) for i, g in enumerate(gs)]
+            some = sorted(set(np.linspace(0, len(gs) - 1, min(check_goals or len(gs), len(gs))).round().astype(int).tolist()))
+            ch = [cost_check(gs[i], world, planner, n=check, seed=seed + i) for i in some]
             res['cost_check'][str(k)] = dict(goals=len(ch), sequences=check + 1, **{q: float(np.mean([r[q] for r in ch])) for q in ('reach', 'real', 'imagined')})
-    if out: Path(out).mkdir(parents=True, exist_ok=True); (Path(out) / 'planning.json').write_text(json.dumps(res, indent=1))
+        if out: Path(out).mkdir(parents=True, exist_ok=True); (Path(out) / 'planning.json').write_text(json.dumps(res, indent=1))  # after each k: a long run keeps what it finished
     return res
 
 # %% ../nbs/41_planning.ipynb #bcabc695

@@ -43,7 +43,7 @@ class TrainConfig:
     world: str | None = None  # the world-model run a decoder stage reads latents from
     decoder_patch: int | None = None  # a decoder stage's DiT patch in pixels (default: its size's); halving it costs about 4x per frame
     steps: int = 1000  # optimizer steps; also the length of the LR and EMA schedules
-    minutes: float | None = None  # time budget: after 6 steps (and every 50 after), `steps` shrinks to what fits, so the schedules finish
+    minutes: float | None = None  # time budget (a resumed run's earlier seconds count): after 6 steps (and every 50 after), `steps` shrinks to what fits, so the schedules finish
     batch: int = 32  # windows per micro-batch and process
     accum: int = 1  # micro-batches per optimizer step
     lr: float = 1e-3  # peak learning rate, reached after `warmup`
@@ -218,6 +218,7 @@ def load(self: Trainer, path):
     st = load_checkpoint(path, self.model, self.opt)
     self.step, self.epoch, self.batch_in_epoch = st['step'], st['epoch'], st['batch_in_epoch']
     self.skipped_steps = st.get('skipped_steps', 0)
+    self.trained_s = st.get('trained_s', 0.0)  # seconds trained before it: a resumed run's time budget goes on from there
 
 # %% ../nbs/21_train.ipynb #f1073ef0
 @patch
@@ -226,7 +227,7 @@ def save(self: Trainer):
     if self.rank: return
     return save_checkpoint(self.out, self.step, self.model, self.opt, keep=self.c.keep,
                            state=dict(epoch=self.epoch, batch_in_epoch=self.batch_in_epoch, skipped_steps=self.skipped_steps,
-                                      config=asdict(self.c)))
+                                      trained_s=round(getattr(self, 'trained_s', 0.0), 3), config=asdict(self.c)))
 
 # %% ../nbs/21_train.ipynb #0b467bc3
 @patch
@@ -347,13 +348,13 @@ def fit(self: Trainer) -> dict:
     "Train until `steps` (or `minutes`), logging, evaluating and checkpointing; returns the last metrics."
     c, log = self.c, MetricLog(self.out, self.rank == 0)
     if self.step >= c.steps: return {}
-    it, t_train, last, start, planned = self.batches(), 0.0, {}, self.step, c.steps
+    it, t_train, last, start, planned = self.batches(), getattr(self, 'trained_s', 0.0), {}, self.step, c.steps  # a resumed run's seconds count
     bar = tqdm(total=c.steps, initial=self.step, desc='train', unit='step', disable=self.rank != 0, dynamic_ncols=True)
     try:
         while self.step < c.steps and not self.out_of_time(t_train):
             t0 = time.perf_counter()
             row = self.train_step([next(it) for _ in range(c.accum)])
-            dt = time.perf_counter() - t0; t_train += dt
+            dt = time.perf_counter() - t0; t_train += dt; self.trained_s = t_train
             row.update(step=self.step, epoch=self.epoch, samples_per_s=c.batch * c.accum * self.world / dt, time=round(t_train, 2))
             if self.step == start + 1: t_first = t_train  # the first step also builds kernels: not counted
             if c.minutes and self.step >= start + 6 and (self.step - start) % 50 in (6, 0):  # fit the LR and EMA schedules

@@ -119,10 +119,13 @@ def test_planning_in_first_person(clip):
     try:
         replay, = pursue(gs[0], 'replay', start=(game, obs))
         rand = pursue(gs[0], 'random', seed=1, rollouts=2, start=(game, obs))
+        look, = pursue(gs[0], 'random_camera', seed=2, rollouts=1, start=(game, obs))
     finally: game.close()
     assert replay['actions'] == [f'line {gs[0].t + i}' for i in range(4)] and replay['steps'] == 4
     assert abs((replay['final']['yaw'] - replay['goal']['yaw'] + 180) % 360 - 180) < 0.01   # the recorded turns, exactly
     assert [len(r['actions']) for r in rand] == [6, 6] and {a for r in rand for a in r['actions']} <= set(mt.PLAN_MOVES)
+    assert set(look['actions']) <= {'turn_left', 'turn_right'} and len(look['actions']) == 6     # camera only: the player stays put
+    assert np.linalg.norm(np.subtract(look['final']['pos'], look['start']['pos'])) < 0.1
     again = replay_record(rand[0])
     assert abs((again['yaw'] - rand[0]['final']['yaw'] + 180) % 360 - 180) < 0.01            # turns replay exactly
 
@@ -244,3 +247,29 @@ def test_broken_episode_is_skipped(tmp_path, monkeypatch):
     assert killed and 'minetest exited' in res[0]['error'] and res[0]['frames'] is None
     assert res[1]['frames'] == 60 and 'error' not in res[1]
     assert sorted(p.name for p in (tmp_path / 'clips').iterdir()) == [f'minetest-s7-0001{k}' for k in ('.jsonl', '.mp4', '.truth.npz')]
+
+
+@pytest.mark.timeout(1500)
+def test_reference_shortened_in_first_person(tmp_path):
+    "`make reproduce GAME=minetest`'s job at toy sizes: worlds of four seed ranges, a 96-pixel model, evaluation by Minetest's kinds, planning over its moves with the camera-only baseline."
+    import json, math
+    from iwm.demo import run_reference
+    from iwm.planning import PlanConfig
+    s = run_reference(tmp_path / 'run', tmp_path / 'data', game='minetest', episodes=2, held_episodes=1, val_episodes=1, test_episodes=1,
+                      steps=80, held_steps=80, img_size=96, train_minutes=0.1, decoder_minutes=0.1, batch=4, goals=2, val_goals=2, rollouts=2,
+                      plan=PlanConfig(samples=8, iters=1, elite=2, actions=tuple(mt.MinetestGame.actions)), decoder_windows=2, eval_windows=8,
+                      check=3, progress=False)
+    assert json.loads((tmp_path / 'run/summary.json').read_text()) == json.loads(json.dumps(s))
+    assert s['game'] == 'minetest' and s['img_size'] == 96 and s['train_steps'] > 0 and s['decoder_steps'] > 0
+    assert json.loads((tmp_path / 'run/model/config.json').read_text())['model']['img_size'] == 96
+    seeds = sorted((p.parent.name, int(np.load(p)['seed'])) for p in (tmp_path / 'data').glob('*/*.truth.npz'))
+    assert seeds == [('held', 10000), ('test', 30000), ('train', 0), ('train', 1), ('val', 20000)]
+    plan = json.loads((tmp_path / 'run/planning.json').read_text())
+    assert {r['method'] for r in plan['records']} == {'cem', 'greedy', 'random', 'random_camera', 'replay'}  # random over all moves is `random`
+    assert 'random_moves' in plan['left_out'] and set(s['planning']) == {'4'}
+    assert {r['clip'] for r in plan['records']} == {str(tmp_path / 'data/test/minetest-s30000-0000.mp4')}
+    assert set(s['eval']['kinds']) <= {'turning', 'moving', 'world', 'still'} and 'turning' in s['eval']['kinds']
+    nums = [v for v in s['eval']['ratios']['model/copy_last_turning'] + [s['decoder']['reconstruction']['decoded']['psnr']]]
+    assert all(math.isfinite(n) for n in nums)
+    for f in ('strip.png', 'latent_error.png', 'model/loss.png', 'model/decoder/loss.png'):
+        assert (tmp_path / 'run' / f).read_bytes()[:4] == b'\x89PNG', f

@@ -1,9 +1,10 @@
 """Write the reference run's entry of `nbs/results/reference.json` from the run's own files.
 
     python tools/results.py [--run runs/reference] [--data data/reference] [--commit SHA] [--machine '2 CPU cores']
+    python tools/results.py --run runs/reference-minetest --data data/reference-minetest --key reference_minetest
 
 Reads RUN/summary.json, RUN/metrics.json (evaluation), RUN/planning.json and RUN/model/metrics.jsonl, counts the
-clips and frames of DATA/{train,held,val}, and replaces the `reference` entry (keeping the benchmark figures,
+clips and frames of DATA/{train,held,val,test}, and replaces the entry KEY (`reference`, Crafter's, by default) (keeping the benchmark figures,
 `plan_time_s` and `imagine_cost`, which come from bench/ and say their own commit). The results page and the front
 page draw every number from that file.
 """
@@ -40,7 +41,8 @@ def world_model(m: dict) -> dict:
     hs = (1, 4, 8)
     return dict(
         windows=m['windows'], clips=len(m['clips']), horizons=len(m['horizons']), moving_share=r(m['moving_share'], 3),
-        l1_over_copy_last={s: {h: at(f'model/copy_last_{s}', h) for h in hs} for s in ('moving', 'all', 'still') if f'model/copy_last_{s}' in m['ratios']},
+        kind_share=clean(m.get('kind_share'), 3),
+        l1_over_copy_last={s: {h: at(f'model/copy_last_{s}', h) for h in hs} for s in ('turning', 'moving', 'world', 'all', 'still') if f'model/copy_last_{s}' in m['ratios']},
         shuffled_over_true={h: at('shuffled/model_all', h) for h in hs},
         shuffled_future_over_true={h: at('shuffled_future/model_all', h) for h in hs},
         zero_over_true={h: at('zero/model_all', h) for h in hs} if 'zero/model_all' in m['ratios'] else None,
@@ -72,18 +74,22 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument('--run', default='runs/reference'); ap.add_argument('--data', default='data/reference')
     ap.add_argument('--commit', default=None); ap.add_argument('--machine', default='2 CPU cores')
+    ap.add_argument('--key', default='reference', help="the entry to write: reference (Crafter) or reference_minetest")
     a = ap.parse_args()
     run, data = Path(a.run), Path(a.data)
     s, m, p = (json.loads((run / f).read_text()) for f in ('summary.json', 'metrics.json', 'planning.json'))
     rows = [json.loads(l) for l in (run / 'model' / 'metrics.jsonl').read_text().splitlines() if l.strip()]
     commit = a.commit or subprocess.run(['git', 'rev-parse', '--short', 'HEAD'], capture_output=True, text=True, cwd=ROOT).stdout.strip()
     res = json.loads(FILE.read_text())
-    old = res['reference']
+    old = res.get(a.key, {})
+    notes = dict(crafter='Crafter episodes of at most 500 steps; an episode ends when the player dies.',
+                 minetest='Minetest worlds of one map seed each, played by the exploring player; every clip runs its full length.')
+    game = s.get('game', 'crafter')
     h, mi = divmod(round(s['seconds'] / 60), 60)
-    res['reference'] = dict(
-        what='make reproduce: the reference run', commit=commit, machine=a.machine, wall=f'{h} h {mi} min',
+    res[a.key] = dict(
+        what='make reproduce: the reference run' + ('' if game == 'crafter' else f' (GAME={game})'), game=game, img_size=s.get('img_size', 64), commit=commit, machine=a.machine, wall=f'{h} h {mi} min',
         data={k: clips(data / k) for k in ('train', 'held', 'val', 'test') if (data / k).exists()} | dict(
-            note='Crafter episodes of at most 500 steps; an episode ends when the player dies. train: seeds 0..; '
+            note=notes[game] + ' train: seeds 0..; '
                  'held: seeds 10000.. (evaluation windows, decoded frames); val: seeds 20000.. (validation goals only); '
                  'test: seeds 30000.. (test goals only)'),
         model=dict(config=s['config'], encoder='fixed at its random initialisation (encoder_lr=0)', minutes=s['minutes']['world'],
@@ -91,8 +97,9 @@ def main():
         decoder=dict(minutes=s['minutes']['decoder'], steps=s['decoder_steps'], patch=8),
         world_model=world_model(m), decoding=decoding(s, m), planning=planning(p),
         plan_time_s={'commit': old.get('commit', '-')} | old.get('plan_time_s', {}), imagine_cost=old.get('imagine_cost'))
+    if 'recording_s' in s: res[a.key]['recording_s'] = s['recording_s']
     FILE.write_text(json.dumps(res, indent=1) + '\n')
-    print(json.dumps(res['reference'], indent=1)[:6000])
+    print(json.dumps(res[a.key], indent=1)[:6000])
 
 
 if __name__ == '__main__':
