@@ -212,7 +212,7 @@ def run_reference(out=None, data=None, game: str = 'crafter', episodes: int | No
                    minutes=dict(world=train_minutes, decoder=decoder_minutes), recording_s=recording_s,
                    decoder={k: dec[k] for k in ('windows', 'reconstruction', 'strip')},
                    eval={k: m[k] for k in ('windows', 'moving_share', 'kinds', 'kind_share', 'ratios', 'retrieval_mrr', 'probes', 'decoded') if k in m},
-                   planning=p['k'], stop=p['stop'], cost_rank=p['cost_rank'], cost_check=p['cost_check'], left_out=p['left_out'],
+                   planning=p['k'], stop=p['stop'], cost_rank=p['cost_rank'], cost_check=p['cost_check'], left_out=p['left_out'], skipped=p['skipped'],
                    seconds=round(time.time() - t0, 1))
     (out / 'summary.json').write_text(json.dumps(summary, indent=2))
     return summary
@@ -240,5 +240,5 @@ def iwm_reproduce(out: str = None,  # run folder (default: runs/reference for Cr
     rec = s['decoder']['reconstruction']
     print(f"decoded real latents: PSNR {rec['decoded']['psnr']:.2f} dB (deterministic map {rec['deterministic']['psnr']:.2f}, "
           f"mean frame {rec['mean_frame']['psnr']:.2f})")
-    print(format_planning(dict(k=s['planning'], stop=s['stop'], cost_rank=s['cost_rank'], cost_check=s['cost_check'], left_out=s['left_out'])))
+    print(format_planning(dict(k=s['planning'], stop=s['stop'], cost_rank=s['cost_rank'], cost_check=s['cost_check'], left_out=s['left_out'], skipped=s['skipped'])))
     print(f"wrote {Path(s['decoder']['strip']).parent / 'summary.json'} and {Path(s['decoder']['strip']).parent / 'report.html'}")

@@ -398,36 +398,45 @@ def cost_check(goal: Goal, world: WorldModel, planner: CEMPlanner, n: int = 63, 
 
 # %% ../nbs/41_planning.ipynb #13a26f3a
 def run_goals(gs, methods, world, planner, stop, rollouts: int = 20, seed: int = 0, progress: bool = False, desc: str = 'plan',
-              log=None) -> list[dict]:
-    "Records of every method on every goal of `gs`, goal `i` seeded `seed + i`; one live game started again at each goal (a Minetest world of the same seed keeps running). `log`: a JSON-lines file each goal's records are appended to as it ends; goals it already holds are read back, not run again."
+              log=None, skipped: list | None = None) -> list[dict]:
+    "Records of every method on every goal of `gs`, goal `i` seeded `seed + i`; one live game started again at each goal (a Minetest world of the same seed keeps running). `log`: a JSON-lines file each goal's records are appended to as it ends; goals it already holds are read back, not run again. A goal the live game cannot be put at (a `RuntimeError` from the game) is left out with its reason, appended to `skipped`, and the game started afresh."
     from tqdm.auto import tqdm
     done = {}
     if log is not None and Path(log).exists():
         for line in Path(log).read_text().splitlines():
             try: rec = json.loads(line)
             except json.JSONDecodeError: continue  # the last line of a run that was stopped mid-write
-            done[(rec['clip'], rec['t'], rec['k'], rec['i'], tuple(rec['methods']), rec['stop'], rec['rollouts'])] = rec['records']
+            done[(rec['clip'], rec['t'], rec['k'], rec['i'], tuple(rec['methods']), rec['stop'], rec['rollouts'])] = rec['records'], rec.get('skipped')
     out, game = [], None
     try:
         for i, g in enumerate(tqdm(gs, desc=desc, disable=not progress)):
             key = (str(g.clip), g.t, g.k, seed + i, tuple(methods), stop, rollouts)
-            if key in done: out += done[key]; continue
-            if game is None or type(game) is not g.game: game = (game.close(), game_for(g.clip))[1] if game is not None else game_for(g.clip)
-            start, recs = (game, game.start(g.clip, g.t)), []
-            for m in methods: recs += pursue(g, m, world, planner, seed + i, stop, rollouts, start)
+            if key in done:
+                recs, why = done[key]
+            else:
+                if game is None or type(game) is not g.game: game = (game.close(), game_for(g.clip))[1] if game is not None else game_for(g.clip)
+                recs, why = [], None
+                try:
+                    start = (game, game.start(g.clip, g.t))
+                    for m in methods: recs += pursue(g, m, world, planner, seed + i, stop, rollouts, start)
+                except RuntimeError as e:  # the game could not be put at the goal's start (or back there): the goal is left out, the game started afresh
+                    recs, why = [], f"{Path(g.clip).name} frame {g.t}: {e}"
+                    game.close(); game = None
+                if log is not None:
+                    Path(log).parent.mkdir(parents=True, exist_ok=True)
+                    with open(log, 'a') as f: f.write(json.dumps(dict(clip=key[0], t=g.t, k=g.k, i=seed + i, methods=list(methods), stop=stop,
+                                                                      rollouts=rollouts, records=recs, skipped=why)) + '\n')
             out += recs
-            if log is not None:
-                Path(log).parent.mkdir(parents=True, exist_ok=True)
-                with open(log, 'a') as f: f.write(json.dumps(dict(clip=key[0], t=g.t, k=g.k, i=seed + i, methods=list(methods), stop=stop, rollouts=rollouts, records=recs)) + '\n')
+            if why is not None and skipped is not None: skipped.append(dict(clip=key[0], t=g.t, k=g.k, why=why))
     finally:
         if game is not None: game.close()
     return out
 
-def choose_stop(clips, k: int, n: int, world, planner, seed: int = 0, progress: bool = False, log=None) -> dict:
+def choose_stop(clips, k: int, n: int, world, planner, seed: int = 0, progress: bool = False, log=None, skipped: list | None = None) -> dict:
     "`pick_stop` on CEM's episodes, run without stopping, toward `n` validation goals `k` steps ahead in `clips`."
     gs = goals(clips, k, n, context=world.cfg.context, seed=seed)
     if not gs: raise ValueError(f"no validation goals {k} steps ahead in {len(clips)} clips with ground truth")
-    return dict(pick_stop(run_goals(gs, ('cem',), world, planner, None, 1, seed, progress, f'stop k={k} (val)', log)), chosen_on='val')
+    return dict(pick_stop(run_goals(gs, ('cem',), world, planner, None, 1, seed, progress, f'stop k={k} (val)', log, skipped)), chosen_on='val')
 
 # %% ../nbs/41_planning.ipynb #841f5b18
 def plan_run(run, data=None, ks=(4, 8), episodes: int = 200, c: PlanConfig = PlanConfig(), methods=METHODS, out=None, device=None,
@@ -444,23 +453,27 @@ def plan_run(run, data=None, ks=(4, 8), episodes: int = 200, c: PlanConfig = Pla
     if bad := [a for a in c.actions if a not in game.names]: raise ValueError(f"actions {bad} are not {game.name}'s actions {game.names}")
     planner = CEMPlanner(world, c, game=game)
     res = dict(config=asdict(c), split=split, rollouts=rollouts, clips=dict(val=[p.stem for p in val], test=[p.stem for p in test]),
-               stop={}, k={}, cost_rank={}, cost_check={}, left_out={}, records=[])
+               stop={}, k={}, cost_rank={}, cost_check={}, left_out={}, skipped=[], records=[])
     if 'random_moves' in methods and set(c.actions) == set(game.actions):  # the same draws as `random`: a second, identical row
         methods, res['left_out']['random_moves'] = tuple(m for m in methods if m != 'random_moves'), f"the planner chooses among {game.name}'s own {len(game.actions)} actions, so it is random"
     if 'random_camera' in methods and not game.camera:
         methods, res['left_out']['random_camera'] = tuple(m for m in methods if m != 'random_camera'), f"{game.name} has no camera to turn"
     for k in ks:
         logs = {s: Path(out) / 'plan-log' / f'{s}-k{k}.jsonl' if out else None for s in ('val', split)}  # a stopped run goes on from these
-        res['stop'][str(k)] = choose_stop(val, k, val_episodes, world, planner, seed, progress, logs['val']) if stop is None else dict(threshold=stop, chosen_on=None)
+        res['stop'][str(k)] = (choose_stop(val, k, val_episodes, world, planner, seed, progress, logs['val'], res['skipped']) if stop is None
+                               else dict(threshold=stop, chosen_on=None))
         gs = goals(test if split == 'test' else val, k, episodes, context=world.cfg.context, seed=seed)
         if not gs: raise ValueError(f"no {split} goals {k} steps ahead in clips with ground truth")
-        recs = run_goals(gs, methods, world, planner, res['stop'][str(k)]['threshold'], rollouts, seed, progress, f'plan k={k} ({split})', logs[split])
+        recs = run_goals(gs, methods, world, planner, res['stop'][str(k)]['threshold'], rollouts, seed, progress, f'plan k={k} ({split})', logs[split], res['skipped'])
         res['records'] += recs; res['k'][str(k)] = summarise(recs)
         ranks = [cost_rank(g, world, planner, seed=seed + i) for i, g in enumerate(gs)]
         res['cost_rank'][str(k)] = dict(goals=len(ranks), mean=float(np.mean(ranks)), median=float(np.median(ranks)))
         if check:
             some = sorted(set(np.linspace(0, len(gs) - 1, min(check_goals or len(gs), len(gs))).round().astype(int).tolist()))
-            ch = [cost_check(gs[i], world, planner, n=check, seed=seed + i) for i in some]
+            ch = []
+            for i in some:
+                try: ch.append(cost_check(gs[i], world, planner, n=check, seed=seed + i))
+                except RuntimeError as e: res['skipped'].append(dict(clip=str(gs[i].clip), t=gs[i].t, k=k, why=f"cost_check: {e}"))
             res['cost_check'][str(k)] = dict(goals=len(ch), sequences=check + 1, **{q: float(np.mean([r[q] for r in ch])) for q in ('reach', 'real', 'imagined')})
         if out: Path(out).mkdir(parents=True, exist_ok=True); (Path(out) / 'planning.json').write_text(json.dumps(res, indent=1))  # after each k: a long run keeps what it finished
     return res
@@ -486,6 +499,8 @@ def format_planning(res: dict) -> str:
             lines.append(f"{m:<13}{r['goals']:>6}{_pct(r['arrived'], r['arrived_ci']):>19}{_pct(r['passed'], r['passed_ci']):>19}{by}"
                          f"{r['steps']:>7.2f}{r['plan_s_per_action']:>10.4f}")
     lines += [f"{m} left out: {why}" for m, why in res.get('left_out', {}).items()]
+    if sk := res.get('skipped'):
+        lines.append(f"{len(sk)} goal(s) left out, the live game could not be put at their start: " + '; '.join(s['why'] for s in sk[:3]) + (' ...' if len(sk) > 3 else ''))
     for k, r in res.get('cost_rank', {}).items():
         lines.append(f"k={k}: random sequences ranked above the recorded actions by the imagined cost: mean {r['mean']:.0%}, median {r['median']:.0%}")
     for k, r in res.get('cost_check', {}).items():

@@ -256,7 +256,7 @@ def test_reference_shortened_in_first_person(tmp_path):
     from iwm.demo import run_reference
     from iwm.planning import PlanConfig
     s = run_reference(tmp_path / 'run', tmp_path / 'data', game='minetest', episodes=2, held_episodes=1, val_episodes=1, test_episodes=1,
-                      steps=80, held_steps=80, img_size=96, train_minutes=0.1, decoder_minutes=0.1, batch=4, goals=2, val_goals=2, rollouts=2,
+                      steps=80, held_steps=200, img_size=96, train_minutes=0.1, decoder_minutes=0.1, batch=4, goals=2, val_goals=2, rollouts=2,
                       plan=PlanConfig(samples=8, iters=1, elite=2, actions=tuple(mt.MinetestGame.actions)), decoder_windows=2, eval_windows=8,
                       check=3, progress=False)
     assert json.loads((tmp_path / 'run/summary.json').read_text()) == json.loads(json.dumps(s))
@@ -273,3 +273,18 @@ def test_reference_shortened_in_first_person(tmp_path):
     assert all(math.isfinite(n) for n in nums)
     for f in ('strip.png', 'latent_error.png', 'model/loss.png', 'model/decoder/loss.png'):
         assert (tmp_path / 'run' / f).read_bytes()[:4] == b'\x89PNG', f
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(3600)
+def test_reproduce_command_shortened_in_first_person(tmp_path):
+    "`iwm-reproduce --game minetest --train-minutes 4 --decoder-minutes 2 --goals 6` end to end, on worlds of 300 frames: it prints the run's numbers and writes its summary and report."
+    import json
+    r = subprocess.run([str(BIN / 'iwm-reproduce'), '--game', 'minetest', '--out', str(tmp_path / 'run'), '--data', str(tmp_path / 'data'),
+                        '--train-minutes', '4', '--decoder-minutes', '2', '--goals', '6', '--episodes', '2', '--held-episodes', '1',
+                        '--steps', '300', '--held-steps', '300'], capture_output=True, text=True, timeout=3500)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert 'minetest, tiny at 64x64' in r.stdout and 'random_camera' in r.stdout and 'cem' in r.stdout, r.stdout
+    s = json.loads((tmp_path / 'run/summary.json').read_text())
+    assert s['minutes'] == dict(world=4.0, decoder=2.0) and s['planning']['4']['cem']['goals'] == 6
+    assert (tmp_path / 'run/report.html').exists() and len(list((tmp_path / 'run/plan-log').glob('*.jsonl'))) == 2

@@ -65,7 +65,7 @@ def planning(p: dict) -> dict:
     "Per k and method: arrival and passing through with intervals, by distance; the stop threshold; cost checks."
     keep = ('goals', 'arrived', 'arrived_ci', 'passed', 'passed_ci', 'rollouts', 'steps', 'plan_s_per_action', 'by_distance')
     return dict(split=p['split'], rollouts=p['rollouts'], config=p['config'], val_clips=len(p['clips']['val']),
-                test_clips=len(p['clips']['test']), stop=clean(p['stop']), left_out=p.get('left_out'),
+                test_clips=len(p['clips']['test']), stop=clean(p['stop']), left_out=p.get('left_out'), skipped=p.get('skipped', []),
                 k={k: {meth: clean({q: d[q] for q in keep if q in d}) for meth, d in ms.items()} for k, ms in p['k'].items()},
                 cost_rank=clean(p['cost_rank']), cost_check=clean(p['cost_check']))
 
