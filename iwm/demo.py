@@ -186,10 +186,8 @@ def run_reference(out=None, data=None, game: str = 'crafter', episodes: int | No
                                                   (episodes, held_episodes, val_episodes, test_episodes, steps, held_steps, img_size, ks, rollouts, check)))
     check_goals = check_goals if check_goals is not None else d['check_goals']
     if plan is None:
-        from iwm.games import GAMES
-        import importlib
-        mod, cls = GAMES[game].rsplit('.', 1)
-        plan = PlanConfig(actions=d['actions'] or tuple(getattr(importlib.import_module(mod), cls).actions))
+        from iwm.games import game_named
+        plan = PlanConfig(actions=d['actions'] or tuple(game_named(game).actions))
     t0 = time.time()
     out, data = Path(out or ('runs/reference' if game == 'crafter' else f'runs/reference-{game}')), Path(data or ('data/reference' if game == 'crafter' else f'data/reference-{game}'))
     config = config or ('small' if torch.cuda.is_available() else 'tiny')
