@@ -19,9 +19,12 @@ def clips(folder: Path) -> dict:
     "Clip count, frames (action lines) and the episode seeds of a folder of recorded clips."
     import numpy as np
     names = sorted(folder.glob('*.jsonl'))
-    seeds = [int(np.load(p.with_suffix('.truth.npz'))['seed']) for p in names]
-    return dict(clips=len(names), frames=sum(sum(1 for _ in open(p)) for p in names),
-                seeds=f"{min(seeds)}..{max(seeds)}" if seeds else '-')
+    truths = [np.load(p.with_suffix('.truth.npz')) for p in names]
+    seeds = [int(z['seed']) for z in truths]
+    out = dict(clips=len(names), frames=sum(sum(1 for _ in open(p)) for p in names), seeds=f"{min(seeds)}..{max(seeds)}" if seeds else '-')
+    if truths and all('grabbed_us' in z.files for z in truths):  # a live game's clips: the seconds from each clip's first captured frame to its last
+        out['capture_s'] = round(sum(float(z['grabbed_us'][-1] - z['grabbed_us'][0]) / 1e6 for z in truths), 1)
+    return out
 
 
 def r(x, n=3): return None if x is None else round(float(x), n)
