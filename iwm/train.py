@@ -14,12 +14,12 @@ from typing import Annotated
 import numpy as np
 import torch
 import torch.distributed as dist
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, default_collate
 from fastcore.basics import patch
 from fastcore.docments import docments
 from fastcore.script import call_parse
 from tqdm.auto import tqdm
-from .data import StreamingWindows, split_clips, find_clips
+from .data import ClipWindows, StreamingWindows, split_clips, find_clips
 from .checkpoint import save_checkpoint, load_checkpoint, list_checkpoints
 from .models.config import get_config
 from .models.config import WorldModelConfig
@@ -61,7 +61,7 @@ class TrainConfig:
     deterministic: bool = False  # deterministic kernels only (torch.use_deterministic_algorithms)
     log_every: int = 10  # steps between metric rows
     eval_every: int = 100  # steps between held-out evaluations
-    eval_batches: int = 4  # held-out batches per evaluation
+    eval_batches: int = 4  # held-out batches per evaluation: the same windows each time, spread evenly over every held-out clip
     ckpt_every: int = 100  # steps between checkpoints
     keep: int = 3  # checkpoints kept on disk
     max_bad_steps: int = 20  # non-finite steps in a row before the run stops
@@ -185,7 +185,7 @@ def make_optimizer(self: Trainer):
 # %% ../nbs/21_train.ipynb #e0d19b3d
 @patch
 def make_data(self: Trainer):
-    "The run's training and held-out clips, and the window streams over them."
+    "The run's training and held-out clips, the stream of training windows and the held-out windows."
     c = self.c
     train, held = train_held_clips(c.data, c.held_out)
     if not train: raise FileNotFoundError(f"{c.data}: no clips to train on")
@@ -195,7 +195,14 @@ def make_data(self: Trainer):
     self.train_clips, self.held_clips = train, held
     size = self.mcfg.img_size
     self.train_ds = StreamingWindows(train, size=size, horizon=c.horizon, buffer=c.buffer, seed=c.seed)
-    self.held_ds = StreamingWindows(held, size=size, horizon=c.horizon, buffer=1, seed=c.seed, rank=0, world_size=1)
+    self.held_ds = ClipWindows(held, size=size, horizon=c.horizon, cache=min(len(held), 8)) if held else None
+
+# %% ../nbs/21_train.ipynb #a7c1e0d2
+@patch
+def held_index(self: Trainer) -> np.ndarray:
+    "The held-out windows every evaluation scores: `eval_batches` x `batch` of them spread evenly over every held-out clip, the same each time."
+    n = len(self.held_ds) if self.held_ds is not None else 0
+    return np.linspace(0, n - 1, min(n, self.c.eval_batches * self.c.batch)).round().astype(int)
 
 # %% ../nbs/21_train.ipynb #170d8d27
 @patch
@@ -297,12 +304,12 @@ def train_step(self: Trainer, micro_batches) -> dict:
 @patch
 @torch.no_grad()
 def evaluate(self: Trainer) -> dict:
-    "Mean loss and diagnostics over the first `eval_batches` held-out batches."
-    if not self.held_clips: return {}
+    "Mean loss and diagnostics over `eval_batches` batches of held-out windows (`held_index`)."
+    if not self.held_clips or not len(self.held_ds): return {}
     self.model.eval()
-    tot, n = {}, 0
-    for i, b in enumerate(DataLoader(self.held_ds, batch_size=self.c.batch)):
-        if i >= self.c.eval_batches: break
+    tot, n, idx = {}, 0, self.held_index()
+    for s in range(0, len(idx), self.c.batch):
+        b = default_collate([self.held_ds[int(k)] for k in idx[s:s + self.c.batch]])
         with self.autocast(): loss, st = self.objective(_tensors(b, self.device))
         for k, v in dict(st, loss=loss).items(): tot[k] = tot.get(k, 0.0) + float(v)
         n += 1
