@@ -19,7 +19,7 @@ from .crafter import record, crafter_action, CRAFTER_ACTIONS, MOVES
 from .data import ClipWindows, find_clips
 import torch
 from torch.utils.data import default_collate
-from .train import Trainer, TrainConfig, plot_metrics, read_metrics
+from .train import Trainer, TrainConfig, plot_metrics, read_metrics, load_run, best_checkpoint
 from .decoder import decode_windows, imagination_metrics, reconstruction_metrics, rollout_strip
 from .evaluate import evaluate_run
 from .planning import PlanConfig, plan_run, format_planning
@@ -159,7 +159,7 @@ def iwm_demo(data: str = 'data/crafter',  # folder for recorded clips
 REFERENCE = dict(  # each game's reference run: clips per split and frames per clip, the model's frame size, planning's k and baseline rollouts
     crafter=dict(episodes=48, held_episodes=8, val_episodes=8, test_episodes=8, steps=500, held_steps=500, img_size=64, ks=(4, 8),
                  rollouts=20, check=63, check_goals=None, actions=tuple(MOVES)),
-    minetest=dict(episodes=8, held_episodes=4, val_episodes=4, test_episodes=4, steps=2000, held_steps=1000, img_size=64, ks=(4,),
+    minetest=dict(episodes=32, held_episodes=4, val_episodes=4, test_episodes=4, steps=2000, held_steps=1000, img_size=64, ks=(4,),
                   rollouts=4, check=15, check_goals=20, actions=None))  # Minetest plans over all its moves (`MinetestGame.actions`); its cost check plays 16 sequences a goal in the live game
 
 def record_split(game: str, out, episodes: int, steps: int, split: int, progress: bool = True) -> list[dict]:
@@ -197,16 +197,17 @@ def run_reference(out=None, data=None, game: str = 'crafter', episodes: int | No
     recording_s = round(time.time() - t_rec, 1)
     runs = dict(world=out / 'model')
     tc = TrainConfig(config=config, overrides=dict(img_size=img_size), data=str(data / 'train'), out=str(runs['world']), steps=10 ** 6,
-                     minutes=train_minutes, batch=batch, eval_every=200, ckpt_every=500, log_every=20)
+                     minutes=train_minutes, batch=batch, eval_every=200, ckpt_every=500, log_every=20, keep_best=True)
     tr = Trainer(tc, resume=True); tr.fit(); plot_metrics(tc.out)
+    world, best = load_run(tc.out), best_checkpoint(tc.out)  # the model of the lowest held-out loss (the trainer's held-out clips, of training seeds)
     dc = TrainConfig(stage='decoder', world=tc.out, data=str(data / 'train'), out=str(runs['world'] / 'decoder'), steps=10 ** 6,
                      minutes=decoder_minutes, batch=batch, eval_every=200, ckpt_every=500, log_every=20)
     dtr = Trainer(dc, resume=True); dtr.fit(); plot_metrics(dc.out)
-    dec = decoder_report(tr.model.eval(), dtr.model.eval(), tr.train_clips, find_clips(data / 'held'), out, windows=decoder_windows)  # beside its baselines
+    dec = decoder_report(world, dtr.model.eval(), tr.train_clips, find_clips(data / 'held'), out, windows=decoder_windows)  # beside its baselines
     m = evaluate_run(tc.out, data=data / 'held', out=out, windows=eval_windows, decode_windows_n=min(16, decoder_windows))
     p = plan_run(tc.out, data=data / 'test', val_data=data / 'val', ks=ks, episodes=goals, val_episodes=val_goals, rollouts=rollouts,
                  c=plan, out=out, progress=progress, check=check, check_goals=check_goals)
-    summary = dict(game=game, config=config, img_size=img_size, train_steps=tr.step, decoder_steps=dtr.step,
+    summary = dict(game=game, config=config, img_size=img_size, train_steps=tr.step, best_step=int(best.name.split('-')[1]) if best else tr.step, decoder_steps=dtr.step,
                    minutes=dict(world=train_minutes, decoder=decoder_minutes), recording_s=recording_s,
                    decoder={k: dec[k] for k in ('windows', 'reconstruction', 'strip')},
                    eval={k: m[k] for k in ('windows', 'moving_share', 'kinds', 'kind_share', 'ratios', 'retrieval_mrr', 'probes', 'decoded') if k in m},
@@ -231,7 +232,8 @@ def iwm_reproduce(out: str = None,  # run folder (default: runs/reference for Cr
                            test_episodes=held_episodes, steps=steps, held_steps=held_steps)
     except (ValueError, RuntimeError, FileNotFoundError) as e: raise SystemExit(f"iwm-reproduce: {e}")
     r = s['eval']['ratios']
-    print(f"{s['game']}, {s['config']} at {s['img_size']}x{s['img_size']}: {s['train_steps']} world-model steps, {s['decoder_steps']} decoder steps "
+    print(f"{s['game']}, {s['config']} at {s['img_size']}x{s['img_size']}: {s['train_steps']} world-model steps (the model of step {s.get('best_step', s['train_steps'])}, "
+          f"the lowest held-out loss), {s['decoder_steps']} decoder steps "
           f"(recording {s['recording_s']:.0f} s)")
     print(f"L1 / copy-last at h=1: {r['model/copy_last_all'][0]:.3f} (moving {r['model/copy_last_moving'][0]:.3f}); "
           f"shuffled / true at h=4: {r['shuffled/model_all'][3]:.3f}")

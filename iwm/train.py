@@ -28,8 +28,8 @@ from .decoder import Decoder, DecoderConfig, decoder_config
 
 # %% auto #0
 __all__ = ['TrainConfig', 'lr_at', 'param_groups', 'amp_dtype', 'setup_distributed', 'LossModule', 'DecoderLoss',
-           'train_held_clips', 'TrainingError', 'Trainer', 'MetricLog', 'read_metrics', 'run_config', 'load_run',
-           'load_decoder', 'plot_metrics', 'config_options', 'parse_fields', 'iwm_train']
+           'train_held_clips', 'TrainingError', 'Trainer', 'MetricLog', 'read_metrics', 'run_config', 'best_checkpoint',
+           'load_run', 'load_decoder', 'plot_metrics', 'config_options', 'parse_fields', 'iwm_train']
 
 # %% ../nbs/21_train.ipynb #36eb57b5
 @dataclass
@@ -64,6 +64,7 @@ class TrainConfig:
     eval_batches: int = 4  # held-out batches per evaluation: the same windows each time, spread evenly over every held-out clip
     ckpt_every: int = 100  # steps between checkpoints
     keep: int = 3  # checkpoints kept on disk
+    keep_best: bool = False  # also keep the model of the lowest held-out loss in RUN/best, which `load_run` then reads: early stopping on the held-out clips
     max_bad_steps: int = 20  # non-finite steps in a row before the run stops
 
 # %% ../nbs/21_train.ipynb #8a5662e3
@@ -367,7 +368,9 @@ def fit(self: Trainer) -> dict:
             if c.minutes and self.step >= start + 6 and (self.step - start) % 50 in (6, 0):  # fit the LR and EMA schedules
                 fits = self.step + int((c.minutes * 60 - t_train) / ((t_train - t_first) / (self.step - start - 1)))  # to the budget,
                 c.steps = bar.total = min(planned, max(self.agree(fits, 'min'), self.step + 1))  # again every 50 steps as the step time settles
-            if self.step % c.eval_every == 0 or self.step == c.steps: row.update(self.evaluate())
+            if self.step % c.eval_every == 0 or self.step == c.steps:
+                row.update(self.evaluate())
+                if c.keep_best and 'held_loss' in row: self.keep_if_best(row['held_loss'])
             logged = self.step % c.log_every == 0 or 'held_loss' in row or not row['finite']
             if logged: log.write(row)
             if self.step % c.ckpt_every == 0: self.save()
@@ -378,6 +381,15 @@ def fit(self: Trainer) -> dict:
     finally:
         bar.close(); log.close()
     return last
+
+# %% ../nbs/21_train.ipynb #b3e5c0a1
+@patch
+def keep_if_best(self: Trainer, loss: float):
+    "With `keep_best`: the model at this step becomes RUN/best when its held-out `loss` is the lowest so far (rank 0 writes it)."
+    if self.rank: return
+    best = best_checkpoint(self.out)
+    if best is not None and json.loads((best / 'state.json').read_text()).get('held_loss', math.inf) <= loss: return
+    save_checkpoint(self.out / 'best', self.step, self.model, state=dict(held_loss=loss), keep=1)
 
 # %% ../nbs/21_train.ipynb #f8acc448
 @patch
@@ -397,7 +409,7 @@ def out_of_time(self: Trainer, t_train: float) -> bool:
     return bool(self.agree(t_train >= self.c.minutes * 60, 'max'))
 
 # %% ../nbs/21_train.ipynb #fcee4e1b
-del make_model, make_optimizer, make_data, open_run, load, save, batches, autocast, momentum, train_step, evaluate, fit, agree, out_of_time
+del make_model, make_optimizer, make_data, open_run, load, save, batches, autocast, momentum, train_step, evaluate, held_index, fit, keep_if_best, agree, out_of_time
 
 # %% ../nbs/21_train.ipynb #2e7e2a19
 def run_config(run) -> dict:
@@ -411,12 +423,17 @@ def _last_checkpoint(run) -> Path:
     if not ck: raise FileNotFoundError(f"{run}: has no checkpoints")
     return ck[-1]
 
-def load_run(run, device='cpu') -> WorldModel:
-    "The world model of a run at its last checkpoint, in eval mode."
+def best_checkpoint(run) -> Path | None:
+    "The checkpoint of a run's lowest held-out loss (`RUN/best`, kept with `keep_best`), or None."
+    ck = list_checkpoints(Path(run) / 'best')
+    return ck[-1] if ck else None
+
+def load_run(run, device='cpu', last: bool = False) -> WorldModel:
+    "The world model of a run in eval mode: at the checkpoint of its lowest held-out loss when it kept one (`keep_best`), else (or with `last`) at its last."
     d = run_config(run)
     if d['train'].get('stage', 'world') != 'world': raise ValueError(f"{run}: is a {d['train']['stage']} run, not a world-model run")
     model = WorldModel(WorldModelConfig(**d['model']))
-    load_checkpoint(_last_checkpoint(run), model, restore_rng=False)
+    load_checkpoint((not last and best_checkpoint(run)) or _last_checkpoint(run), model, restore_rng=False)
     return model.to(device).eval()
 
 # %% ../nbs/21_train.ipynb #d0ae49c2

@@ -96,7 +96,7 @@ def main():
                  'held: seeds 10000.. (evaluation windows, decoded frames); val: seeds 20000.. (validation goals only); '
                  'test: seeds 30000.. (test goals only)'),
         model=dict(config=s['config'], encoder='fixed at its random initialisation (encoder_lr=0)', minutes=s['minutes']['world'],
-                   steps=s['train_steps'], batch=32, last_loss=r(next((x['loss'] for x in reversed(rows) if 'loss' in x), None), 4)),
+                   steps=s['train_steps'], best_step=s.get('best_step', s['train_steps']), batch=32, last_loss=r(next((x['loss'] for x in reversed(rows) if 'loss' in x), None), 4)),
         decoder=dict(minutes=s['minutes']['decoder'], steps=s['decoder_steps'], patch=8),
         world_model=world_model(m), decoding=decoding(s, m), planning=planning(p),
         plan_time_s={'commit': old.get('commit', '-')} | old.get('plan_time_s', {}), imagine_cost=old.get('imagine_cost'))
