@@ -68,7 +68,7 @@ def latent_stats(run, clips, frames: int = 32, draws: int = 16, seed: int = 0) -
     from iwm.data import ClipWindows
     from iwm.evaluate import clip_latents
     from iwm.models.world_model import effective_rank
-    world = load_run(run, torch.device('cpu')).eval()
+    world = load_run(run, torch.device('cpu'))  # in eval mode
     ds = ClipWindows(clips, size=world.cfg.img_size, horizon=1)
     zs = [clip_latents(world, ds, i) for i in range(len(ds.clips))]
     change = float(torch.cat([(z[1:] - z[:-1]).abs().mean((1, 2)) for z in zs]).mean())
