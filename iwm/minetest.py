@@ -393,12 +393,14 @@ def goto(self: Minetest, pos, yaw: float, pitch: float, timeout: float = 10.0) -
     self.moves = getattr(self, 'moves', 0) + 1
     req, tmp = self.dir / 'world' / 'iwm_goto.txt', self.dir / 'world' / 'iwm_goto.part'
     tmp.write_text(f"{self.moves} " + ' '.join(f'{v:.6f}' for v in start_from(pos, yaw, pitch)) + '\n'); tmp.replace(req)
-    end, want = time.monotonic() + timeout, np.asarray(pos, float)
+    end, want, row = time.monotonic() + timeout, np.asarray(pos, float), None
     while time.monotonic() < end:
         row = self.wait_rows(self.now_us(), 1, timeout, what='the move')[0]
         if np.abs(np.subtract(row['pos'], want)[[0, 2]]).max() < 0.05 and abs((vpt_look(row['yaw'], row['pitch'])[0] - yaw + 180) % 360 - 180) < 0.01:
             return row
-    raise MinetestError(f"the player did not reach {tuple(want)} in {timeout:.0f} s")
+    xyz = lambda p: '(' + ', '.join(f'{float(v):.2f}' for v in p) + ')'
+    raise MinetestError(f"the player could not be put at {xyz(want)}, yaw {yaw:.1f}: after {timeout:.0f} s it is at "
+                        + (f"{xyz(row['pos'])}, yaw {vpt_look(row['yaw'], row['pitch'])[0]:.1f}" if row else 'no reported place'))
 
 # %% ../nbs/06_minetest.ipynb #b679908e
 class MinetestPolicy:
