@@ -8,7 +8,7 @@ clips and frames of DATA/{train,held,val,test}, and replaces the entry KEY (`ref
 `plan_time_s` and `imagine_cost`, which come from bench/ and say their own commit). The results page and the front
 page draw every number from that file.
 """
-import argparse, json, subprocess
+import argparse, json, re, subprocess
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -64,11 +64,16 @@ def decoding(summary: dict, m: dict) -> dict:
     return out
 
 
+def plain(skip: dict) -> dict:
+    "A skipped goal's record with numbers that older runs wrote as `np.float64(x)` written as x (2 decimals)."
+    return {**skip, 'why': re.sub(r'np\.float64\(([-+\d.e]+)\)', lambda m: f'{float(m[1]):.2f}', skip.get('why', ''))}
+
+
 def planning(p: dict) -> dict:
     "Per k and method: arrival and passing through with intervals, by distance; the stop threshold; cost checks."
     keep = ('goals', 'arrived', 'arrived_ci', 'passed', 'passed_ci', 'rollouts', 'steps', 'plan_s_per_action', 'by_distance')
     return dict(split=p['split'], rollouts=p['rollouts'], config=p['config'], val_clips=len(p['clips']['val']),
-                test_clips=len(p['clips']['test']), stop=clean(p['stop']), left_out=p.get('left_out'), skipped=p.get('skipped', []),
+                test_clips=len(p['clips']['test']), stop=clean(p['stop']), left_out=p.get('left_out'), skipped=[plain(s) for s in p.get('skipped', [])],
                 k={k: {meth: clean({q: d[q] for q in keep if q in d}) for meth, d in ms.items()} for k, ms in p['k'].items()},
                 cost_rank=clean(p['cost_rank']), cost_check=clean(p['cost_check']))
 
