@@ -145,7 +145,7 @@ class Minetest:
         self.dir = self.xvfb = self.game = self.x = self.grabber = None
         self.rows, self.server, self.log, self.ended = [], [], [], False
         self.cond = threading.Condition()
-        self.held_keys, self.held_buttons, self.step_us = set(), set(), 20_000
+        self.held_keys, self.held_buttons, self.step_us, self.paused = set(), set(), 20_000, False
 
     def __enter__(self): return self.start()
     def __exit__(self, *exc): self.close()
@@ -285,6 +285,7 @@ def _window(self: Minetest):
 @patch
 def close(self: Minetest):
     "End the game and its X server (and whatever they started) and remove the world; safe to call twice."
+    self.resume()  # a stopped process would hold SIGTERM until continued
     for p in (self.game, self.xvfb):
         if p is not None and p.poll() is None:
             try: os.killpg(p.pid, signal.SIGTERM)
@@ -298,6 +299,20 @@ def close(self: Minetest):
         except Exception: pass
     if self.dir: shutil.rmtree(self.dir, ignore_errors=True)
     self.game = self.xvfb = self.x = self.grabber = self.dir = None
+
+# %% ../nbs/06_minetest.ipynb #a7c3e002
+@patch
+def pause(self: Minetest):
+    "Stop the game where it is (`SIGSTOP` to its process group): no step runs and no CPU is taken until `resume`."
+    if self.game is not None and not self.paused and self.game.poll() is None: os.killpg(self.game.pid, signal.SIGSTOP); self.paused = True
+
+@patch
+def resume(self: Minetest):
+    "Continue a paused game (`SIGCONT`)."
+    if self.game is not None and self.paused:
+        try: os.killpg(self.game.pid, signal.SIGCONT)
+        except ProcessLookupError: pass
+    self.paused = False
 
 # %% ../nbs/06_minetest.ipynb #37b44d18
 @patch
@@ -713,23 +728,25 @@ class MinetestGame:
 # %% ../nbs/06_minetest.ipynb #d0464c1c
 @patch
 def start(self: MinetestGame, clip, t: int) -> np.ndarray:
-    "The world of `clip`'s map seed, the player at rest at frame `t`'s position and look, time standing still; returns the first frame. A game of the same map seed already running is reused: the player is moved there (`goto`)."
+    "The world of `clip`'s map seed, the player at rest at frame `t`'s position and look, time standing still; returns the first frame, the game paused. A game of the same map seed already running is reused: the player is moved there (`goto`)."
     with np.load(Path(clip).with_suffix('.truth.npz')) as z: seed, pos, yaw, pitch = int(z['seed']), z['pos'][t], z['yaw'][t], z['pitch'][t]
     if self.g is not None and self.g.seed == seed and self.g.game.poll() is None:
-        self.g.send(); self.g.goto(pos, float(yaw), float(pitch))
+        self.g.resume(); self.g.send(); self.g.goto(pos, float(yaw), float(pitch))
     else:
         self.close()
         self.g = Minetest(seed, self.render, start=start_from(pos, yaw, pitch), frozen=True).start()
         self.g.press('F2')  # no chat
     img, self.row, *_ = self.g.frame_after(self.g.now_us(), settle=self.settle)
+    self.g.pause()  # until the first action
     return img
 
 @patch
 def act(self: MinetestGame, line: dict, release: bool = True) -> np.ndarray:
-    "Send one VPT line; the first frame drawn after the game read it. `release`: let go of every key and button after."
+    "Send one VPT line; the first frame drawn after the game read it. `release`: let go of every key and button after, and pause the game once it has read that."
+    self.g.resume()
     kb, m = line.get('keyboard') or {}, line.get('mouse') or {}
     sent = self.g.send({k for k in kb.get('keys') or [] if k in X_KEYS}, {b for b in m.get('buttons') or [] if b in X_BUTTONS},
                        int(m.get('dx', 0)), int(m.get('dy', 0)), int(m.get('dwheel', 0)))
     img, self.row, *_ = self.g.frame_after(sent, settle=self.settle)
-    if release: self.g.send()
+    if release: self.g.wait_rows(self.g.send(), 1); self.g.pause()
     return img
