@@ -17,9 +17,9 @@ from .inspect import frame_timing
 
 # %% auto #0
 __all__ = ['CLIENT_MOD', 'SERVER_MOD', 'KIT', 'ITEMS', 'X_KEYS', 'X_BUTTONS', 'SETTINGS', 'MINETEST_PLACES', 'PLAN_MOVES',
-           'NODE_CLASSES', 'minetest_binary', 'MinetestError', 'Minetest', 'vpt_look', 'start_from', 'MinetestPolicy',
-           'vpt_line', 'record_minetest_clip', 'record_minetest', 'alignment', 'dig_in_front', 'action_strip',
-           'control_line', 'node_class', 'MinetestGame']
+           'NODE_CLASSES', 'minetest_binary', 'MinetestError', 'Minetest', 'proc_stat', 'vpt_look', 'start_from',
+           'MinetestPolicy', 'vpt_line', 'record_minetest_clip', 'record_minetest', 'alignment', 'dig_in_front',
+           'action_strip', 'control_line', 'node_class', 'MinetestGame']
 
 # %% ../nbs/06_minetest.ipynb #97ce1cdd
 CLIENT_MOD = r'''
@@ -301,10 +301,39 @@ def close(self: Minetest):
     self.game = self.xvfb = self.x = self.grabber = self.dir = None
 
 # %% ../nbs/06_minetest.ipynb #a7c3e002
+def proc_stat(pid: int) -> tuple:
+    "(state letter, CPU seconds of all its threads) of process `pid`, from /proc."
+    f = Path(f'/proc/{pid}/stat').read_text().rsplit(')', 1)[1].split()
+    return f[0], (int(f[11]) + int(f[12])) / os.sysconf('SC_CLK_TCK')
+
 @patch
-def pause(self: Minetest):
-    "Stop the game where it is (`SIGSTOP` to its process group): no step runs and no CPU is taken until `resume`."
-    if self.game is not None and not self.paused and self.game.poll() is None: os.killpg(self.game.pid, signal.SIGSTOP); self.paused = True
+def pause(self: Minetest, timeout: float = 2.0):
+    "Stop the game where it is (`SIGSTOP` to its process group); return once it has stopped. No step runs and no CPU is taken until `resume`."
+    if self.game is None or self.paused or self.game.poll() is not None: return
+    os.killpg(self.game.pid, signal.SIGSTOP); self.paused = True
+    end = time.monotonic() + timeout
+    while proc_stat(self.game.pid)[0] != 'T':  # every thread stopped
+        if time.monotonic() > end: raise MinetestError(f"the game did not stop in {timeout:.0f} s after SIGSTOP")
+        time.sleep(0.001)
+
+@patch
+def rest(self: Minetest, timeout: float = 3.0) -> dict:
+    "Wait until the player has stopped (two rows in a row at the same position) or `timeout` s have passed; the last row."
+    end, a = time.monotonic() + timeout, self.wait_rows(self.now_us(), 1)[0]
+    while time.monotonic() < end:
+        b = self.wait_rows(a['us'], 1)[0]
+        if b['pos'] == a['pos']: return b
+        a = b
+    return a
+
+@patch
+def steady(self: Minetest, most: int = 30) -> dict:
+    "Wait until the game steps at its usual pace again (after a resume its first steps are slow): at least 2 rows, then until one comes within 1.5 of `step_us` of the last, or `most` rows; the last row."
+    a, n = self.wait_rows(self.now_us(), 1)[0], 1
+    while True:
+        b = self.wait_rows(a['us'], 1)[0]; n += 1
+        if n >= 3 and b['us'] - a['us'] <= 1.5 * self.step_us or n >= most: return b
+        a = b
 
 @patch
 def resume(self: Minetest):
@@ -651,7 +680,9 @@ class MinetestGame:
     "Minetest through the game interface: a new world of a clip's map seed with the player where frame t was taken; VPT lines as input."
     name = 'minetest'
     actions = {n: control_line(**c) for n, c in PLAN_MOVES.items()}  # the action set to plan over, as VPT lines
-    def __init__(self, render=(320, 180), settle: int = 2): self.render, self.settle, self.g, self.row = tuple(render), settle, None, None
+    def __init__(self, render=(320, 180), settle: int = 2, pauses: bool = True):
+        self.render, self.settle, self.g, self.row = tuple(render), settle, None, None
+        self.pauses = pauses  # pause the game between actions (`Minetest.pause`); False leaves it running, as `bench/plan_live.py` compares
     def truth(self) -> dict: return self.state(self.row)
 
     @staticmethod
@@ -737,16 +768,19 @@ def start(self: MinetestGame, clip, t: int) -> np.ndarray:
         self.g = Minetest(seed, self.render, start=start_from(pos, yaw, pitch), frozen=True).start()
         self.g.press('F2')  # no chat
     img, self.row, *_ = self.g.frame_after(self.g.now_us(), settle=self.settle)
-    self.g.pause()  # until the first action
+    if self.pauses: self.g.pause()  # until the first action
     return img
 
 @patch
 def act(self: MinetestGame, line: dict, release: bool = True) -> np.ndarray:
-    "Send one VPT line; the first frame drawn after the game read it. `release`: let go of every key and button after, and pause the game once it has read that."
-    self.g.resume()
+    "Send one VPT line; the first frame drawn after the game read it. `release`: then let go of every key and button, and return the first frame with the player at rest (`rest`), the game paused (`pauses`)."
+    if self.g.paused: self.g.resume(); self.g.steady()  # the long first steps after a pause pass with no input held
     kb, m = line.get('keyboard') or {}, line.get('mouse') or {}
     sent = self.g.send({k for k in kb.get('keys') or [] if k in X_KEYS}, {b for b in m.get('buttons') or [] if b in X_BUTTONS},
                        int(m.get('dx', 0)), int(m.get('dy', 0)), int(m.get('dwheel', 0)))
     img, self.row, *_ = self.g.frame_after(sent, settle=self.settle)
-    if release: self.g.wait_rows(self.g.send(), 1); self.g.pause()
+    if release:  # let go, wait until the player has stopped, and show the planner that frame
+        self.g.send(); self.g.rest()
+        img, self.row, *_ = self.g.frame_after(self.g.now_us(), settle=0)
+        if self.pauses: self.g.pause()
     return img
