@@ -7,7 +7,7 @@ actions, as planning runs it (`MinetestGame(pauses=True)`), and once with the ga
 goal to goal. Prints seconds per action (the planner's choice of each action, as `iwm-plan` times it) of both, their
 ratio, and arrival beside. Goal (issue 21): at most 1 s per action on 2 CPU cores.
 
-    python bench/plan_live.py --run runs/reference-minetest/model --data data/reference-minetest/test [--goals 20] [--k 4]
+    python bench/plan_live.py --run runs/reference-minetest/model --data data/reference-minetest/test [--goals 40] [--k 4] [--json OUT]
 """
 import argparse, json, time
 from pathlib import Path
@@ -28,6 +28,7 @@ def main():
     ap.add_argument('--goals', type=int, default=20)
     ap.add_argument('--k', type=int, default=4)
     ap.add_argument('--seed', type=int, default=0)
+    ap.add_argument('--json', default=None, help='also write the table here (the results page reads nbs/results/plan_live.json)')
     a = ap.parse_args()
     world = load_run(a.run, 'cpu')
     plan = next((p for p in ([a.planning] if a.planning else [Path(a.run) / 'eval/planning.json', Path(a.run).parent / 'planning.json'])
@@ -50,6 +51,7 @@ def main():
                 try: rec = pursue(g, 'cem', world, planner, seed=a.seed + i, stop=stop, start=(game, game.start(g.clip, g.t)))[0]
                 except RuntimeError as e: print(f"goal {i} ({Path(g.clip).name} frame {g.t}) left out: {e}"); game.close(); break
                 out[pauses].append(rec)
+    res = dict(run=a.run, data=a.data, k=a.k, goals=len(gs), stop=stop, machine=f"CPU, {torch.get_num_threads()} threads", rows={})
     print(f"{'game while planning':<22}{'episodes':>9}{'actions':>9}{'s/action':>10}{'arrived [95% CI]':>20}")
     for pauses, name in ((False, 'running (baseline)'), (True, 'paused')):
         r = out[pauses]
@@ -57,7 +59,11 @@ def main():
         lo, hi = wilson(sum(x['arrived'] for x in r), len(r))
         print(f"{name:<22}{len(r):>9}{sum(x['steps'] for x in r):>9}{s:>10.3f}{np.mean([x['arrived'] for x in r]):>11.0%} [{lo:.0%}-{hi:.0%}]")
         out[name] = s
-    print(f"ratio running / paused: {out['running (baseline)'] / out['paused']:.2f}x; {time.time() - t0:.0f} s in all")
+        res['rows'][name] = dict(episodes=len(r), actions=sum(x['steps'] for x in r), s_per_action=round(s, 4),
+                                 arrived=round(float(np.mean([x['arrived'] for x in r])), 4), arrived_ci=[round(lo, 4), round(hi, 4)])
+    res['ratio'], res['seconds'] = round(out['running (baseline)'] / out['paused'], 3), round(time.time() - t0)
+    print(f"ratio running / paused: {res['ratio']:.2f}x; {res['seconds']} s in all")
+    if a.json: Path(a.json).write_text(json.dumps(res, indent=1) + '\n')
 
 
 if __name__ == '__main__':

@@ -680,9 +680,11 @@ class MinetestGame:
     "Minetest through the game interface: a new world of a clip's map seed with the player where frame t was taken; VPT lines as input."
     name = 'minetest'
     actions = {n: control_line(**c) for n, c in PLAN_MOVES.items()}  # the action set to plan over, as VPT lines
-    def __init__(self, render=(320, 180), settle: int = 2, pauses: bool = True):
-        self.render, self.settle, self.g, self.row = tuple(render), settle, None, None
+    def __init__(self, render=(320, 180), settle: int = 2, pauses: bool = True, hold: float | str | None = 'clip'):
+        self.render, self.settle, self.g, self.row, self.hold, self.hold_us = tuple(render), settle, None, None, hold, 0
         self.pauses = pauses  # pause the game between actions (`Minetest.pause`); False leaves it running, as `bench/plan_live.py` compares
+        # hold: seconds each action's input is held before its frame is taken; 'clip': the start clip's median interval between frames
+        # (as long as the recorder held each line); None: `settle` + 1 steps, however long they take
     def truth(self) -> dict: return self.state(self.row)
 
     @staticmethod
@@ -760,7 +762,9 @@ class MinetestGame:
 @patch
 def start(self: MinetestGame, clip, t: int) -> np.ndarray:
     "The world of `clip`'s map seed, the player at rest at frame `t`'s position and look, time standing still; returns the first frame, the game paused. A game of the same map seed already running is reused: the player is moved there (`goto`)."
-    with np.load(Path(clip).with_suffix('.truth.npz')) as z: seed, pos, yaw, pitch = int(z['seed']), z['pos'][t], z['yaw'][t], z['pitch'][t]
+    with np.load(Path(clip).with_suffix('.truth.npz')) as z:
+        seed, pos, yaw, pitch = int(z['seed']), z['pos'][t], z['yaw'][t], z['pitch'][t]
+        self.hold_us = (int(np.median(np.diff(z['grabbed_us']))) if self.hold == 'clip' else int((self.hold or 0) * 1e6))
     if self.g is not None and self.g.seed == seed and self.g.game.poll() is None:
         self.g.resume(); self.g.send(); self.g.goto(pos, float(yaw), float(pitch))
     else:
@@ -773,12 +777,12 @@ def start(self: MinetestGame, clip, t: int) -> np.ndarray:
 
 @patch
 def act(self: MinetestGame, line: dict, release: bool = True) -> np.ndarray:
-    "Send one VPT line; the first frame drawn after the game read it. `release`: then let go of every key and button, and return the first frame with the player at rest (`rest`), the game paused (`pauses`)."
+    "Send one VPT line, held at least `hold_us`; the first frame drawn after the game read it and that time passed. `release`: then let go of every key and button, and return the first frame with the player at rest (`rest`), the game paused (`pauses`)."
     if self.g.paused: self.g.resume(); self.g.steady()  # the long first steps after a pause pass with no input held
     kb, m = line.get('keyboard') or {}, line.get('mouse') or {}
     sent = self.g.send({k for k in kb.get('keys') or [] if k in X_KEYS}, {b for b in m.get('buttons') or [] if b in X_BUTTONS},
                        int(m.get('dx', 0)), int(m.get('dy', 0)), int(m.get('dwheel', 0)))
-    img, self.row, *_ = self.g.frame_after(sent, settle=self.settle)
+    img, self.row, *_ = self.g.frame_after(sent, due=sent + self.hold_us, settle=self.settle)
     if release:  # let go, wait until the player has stopped, and show the planner that frame
         self.g.send(); self.g.rest()
         img, self.row, *_ = self.g.frame_after(self.g.now_us(), settle=0)

@@ -9,6 +9,7 @@ clips and frames of DATA/{train,held,val,test}, and replaces the entry KEY (`ref
 page draw every number from that file.
 """
 import argparse, json, re, subprocess
+import numpy as np
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -69,13 +70,26 @@ def plain(skip: dict) -> dict:
     return {**skip, 'why': re.sub(r'np\.float64\(([-+\d.e]+)\)', lambda m: f'{float(m[1]):.2f}', skip.get('why', ''))}
 
 
+def ends(recs: list[dict], nodes: float = 1.0, degrees: float = 15.0) -> dict:
+    "First person, per k and method: the share of records ending within `nodes` of the goal's position, and within `degrees` of its yaw (arrival needs both); the share of goals whose start is within `nodes` already; the median distance walked."
+    out = {}
+    for x in recs:
+        if 'yaw' not in x['goal']: return {}  # Crafter: a grid state, nothing to split
+        near = lambda s: float(np.linalg.norm(np.subtract(s['pos'], x['goal']['pos']))) <= nodes
+        d = out.setdefault(str(x['k']), {}).setdefault(x['method'], dict(near=[], facing=[], start_near=[], walked=[]))
+        d['near'].append(near(x['final'])); d['facing'].append(abs((x['final']['yaw'] - x['goal']['yaw'] + 180) % 360 - 180) <= degrees)
+        d['start_near'].append(near(x['start'])); d['walked'].append(float(np.linalg.norm(np.subtract(x['final']['pos'], x['start']['pos']))))
+    return {k: {m: dict(records=len(d['near']), near=r(np.mean(d['near'])), facing=r(np.mean(d['facing'])), start_near=r(np.mean(d['start_near'])),
+                        walked_median=r(np.median(d['walked']))) for m, d in ms.items()} for k, ms in out.items()}
+
+
 def planning(p: dict) -> dict:
-    "Per k and method: arrival and passing through with intervals, by distance; the stop threshold; cost checks."
+    "Per k and method: arrival and passing through with intervals, by distance; the stop threshold; cost checks; in first person, what arrival missed (`ends`)."
     keep = ('goals', 'arrived', 'arrived_ci', 'passed', 'passed_ci', 'rollouts', 'steps', 'plan_s_per_action', 'by_distance')
     return dict(split=p['split'], rollouts=p['rollouts'], config=p['config'], val_clips=len(p['clips']['val']),
                 test_clips=len(p['clips']['test']), stop=clean(p['stop']), left_out=p.get('left_out'), skipped=[plain(s) for s in p.get('skipped', [])],
                 k={k: {meth: clean({q: d[q] for q in keep if q in d}) for meth, d in ms.items()} for k, ms in p['k'].items()},
-                cost_rank=clean(p['cost_rank']), cost_check=clean(p['cost_check']))
+                cost_rank=clean(p['cost_rank']), cost_check=clean(p['cost_check'])) | ({'ends': e} if (e := ends(p.get('records', []))) else {})
 
 
 def main():
