@@ -682,6 +682,7 @@ class MinetestGame:
     actions = {n: control_line(**c) for n, c in PLAN_MOVES.items()}  # the action set to plan over, as VPT lines
     def __init__(self, render=(320, 180), settle: int = 2, pauses: bool = True, hold: float | str | None = 'clip'):
         self.render, self.settle, self.g, self.row, self.hold, self.hold_us = tuple(render), settle, None, None, hold, 0
+        self.held_us = 0  # how long the last action's input was held: from the press to the first step after the release
         self.pauses = pauses  # pause the game between actions (`Minetest.pause`); False leaves it running, as `bench/plan_live.py` compares
         # hold: seconds each action's input is held before its frame is taken; 'clip': the start clip's median interval between frames
         # (as long as the recorder held each line); None: `settle` + 1 steps, however long they take
@@ -784,7 +785,8 @@ def act(self: MinetestGame, line: dict, release: bool = True) -> np.ndarray:
                        int(m.get('dx', 0)), int(m.get('dy', 0)), int(m.get('dwheel', 0)))
     img, self.row, *_ = self.g.frame_after(sent, due=sent + self.hold_us, settle=self.settle)
     if release:  # let go, wait until the player has stopped, and show the planner that frame
-        self.g.send(); self.g.rest()
+        self.held_us = self.g.wait_rows(self.g.send(), 1)[0]['us'] - sent  # from the press to the first step after the release
+        self.g.rest()
         img, self.row, *_ = self.g.frame_after(self.g.now_us(), settle=0)
         if self.pauses: self.g.pause()
     return img
