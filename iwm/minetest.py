@@ -681,11 +681,12 @@ class MinetestGame:
     name = 'minetest'
     actions = {n: control_line(**c) for n, c in PLAN_MOVES.items()}  # the action set to plan over, as VPT lines
     def __init__(self, render=(320, 180), settle: int = 2, pauses: bool = True, hold: float | str | None = 'clip'):
-        self.render, self.settle, self.g, self.row, self.hold, self.hold_us = tuple(render), settle, None, None, hold, 0
-        self.held_us = 0  # how long the last action's input was held: from the press to the first step after the release
+        self.render, self.settle, self.g, self.row = tuple(render), settle, None, None
         self.pauses = pauses  # pause the game between actions (`Minetest.pause`); False leaves it running, as `bench/plan_live.py` compares
         # hold: seconds each action's input is held before its frame is taken; 'clip': the start clip's median interval between frames
         # (as long as the recorder held each line); None: `settle` + 1 steps, however long they take
+        self.hold, self.hold_us = hold, 0
+        self.held_us = 0  # how long the last action's input was held: from the press to the first step after the release
     def truth(self) -> dict: return self.state(self.row)
 
     @staticmethod
@@ -700,10 +701,17 @@ class MinetestGame:
         with np.load(Path(clip).with_suffix('.truth.npz')) as z: return cls.state(dict(pos=z['pos'][t], yaw=z['yaw'][t], pitch=z['pitch'][t]))
 
     @staticmethod
-    def reached(truth: dict, goal: dict, nodes: float = 1.0, degrees: float = 15.0) -> bool:
+    def near(truth: dict, goal: dict, nodes: float = 1.0) -> bool:
+        "Within `nodes` of the goal's position."
+        return float(np.linalg.norm(np.subtract(truth['pos'], goal['pos']))) <= nodes
+    @staticmethod
+    def facing(truth: dict, goal: dict, degrees: float = 15.0) -> bool:
+        "Within `degrees` of the goal's yaw."
+        return abs((truth['yaw'] - goal['yaw'] + 180) % 360 - 180) <= degrees
+    @classmethod
+    def reached(cls, truth: dict, goal: dict, nodes: float = 1.0, degrees: float = 15.0) -> bool:
         "Within `nodes` of the goal's position and `degrees` of its yaw."
-        return (float(np.linalg.norm(np.subtract(truth['pos'], goal['pos']))) <= nodes
-                and abs((truth['yaw'] - goal['yaw'] + 180) % 360 - 180) <= degrees)
+        return cls.near(truth, goal, nodes) and cls.facing(truth, goal, degrees)
 
     probes = dict(yaw_change='change', pitch='value', on_ground='class', node='class')  # what evaluation's linear probes read
     probe_note = ("yaw_change_r2 is the R² of the camera's turn into a frame (degrees) read linearly from the difference of its features and the "

@@ -72,13 +72,13 @@ def plain(skip: dict) -> dict:
 
 def ends(recs: list[dict], nodes: float = 1.0, degrees: float = 15.0) -> dict:
     "First person, per k and method: the share of records ending within `nodes` of the goal's position, and within `degrees` of its yaw (arrival needs both); the share of goals whose start is within `nodes` already; the median distance walked."
+    from iwm.minetest import MinetestGame as G
     out = {}
     for x in recs:
         if 'yaw' not in x['goal']: return {}  # Crafter: a grid state, nothing to split
-        near = lambda s: float(np.linalg.norm(np.subtract(s['pos'], x['goal']['pos']))) <= nodes
         d = out.setdefault(str(x['k']), {}).setdefault(x['method'], dict(near=[], facing=[], start_near=[], walked=[]))
-        d['near'].append(near(x['final'])); d['facing'].append(abs((x['final']['yaw'] - x['goal']['yaw'] + 180) % 360 - 180) <= degrees)
-        d['start_near'].append(near(x['start'])); d['walked'].append(float(np.linalg.norm(np.subtract(x['final']['pos'], x['start']['pos']))))
+        d['near'].append(G.near(x['final'], x['goal'], nodes)); d['facing'].append(G.facing(x['final'], x['goal'], degrees))
+        d['start_near'].append(G.near(x['start'], x['goal'], nodes)); d['walked'].append(float(np.linalg.norm(np.subtract(x['final']['pos'], x['start']['pos']))))
     return {k: {m: dict(records=len(d['near']), near=r(np.mean(d['near'])), facing=r(np.mean(d['facing'])), start_near=r(np.mean(d['start_near'])),
                         walked_median=r(np.median(d['walked']))) for m, d in ms.items()} for k, ms in out.items()}
 
