@@ -270,11 +270,21 @@ def momentum(self: Trainer) -> float:
     self._ema_at = (self.c.steps, self.step + 1)  # where the schedule's next value belongs
     return next(self._ema)
 
+# %% ../nbs/21_train.ipynb #e4c0de1a
+@patch
+def hold_encoder(self: Trainer) -> bool:
+    "Whether the encoder stays at its initialisation this step: the world model's first `encoder_delay` steps, while the predictor learns on fixed latents. One process turns the encoder's gradients off (no backward through it, as for a fixed encoder); DDP's replicas must reduce the same parameters every step, so there `train_step` drops them after the backward."
+    d = self.mcfg.encoder_delay if self.c.stage == 'world' and self.mcfg.encoder_lr > 0 else 0
+    held = self.step < d
+    if d and self.world == 1: self.model.encoder.requires_grad_(not held)
+    return held
+
+
 # %% ../nbs/21_train.ipynb #373d9e8d
 @patch
 def train_step(self: Trainer, micro_batches) -> dict:
     "One optimizer step over `accum` micro-batches: forward target + context + loss, update, EMA."
-    c, lr = self.c, lr_at(self.step, self.c)
+    c, lr, held = self.c, lr_at(self.step, self.c), self.hold_encoder()
     for g in self.opt.param_groups: g['lr'] = lr * g.get('lr_scale', 1.0)
     self.opt.zero_grad(set_to_none=True)
     stats = {}
@@ -283,6 +293,8 @@ def train_step(self: Trainer, micro_batches) -> dict:
         (loss / len(micro_batches)).backward()
         for k, v in st.items(): stats[k] = stats.get(k, 0.0) + v.detach().float() / len(micro_batches)
         stats['loss'] = stats.get('loss', 0.0) + loss.detach().float() / len(micro_batches)
+    if held and self.world > 1:
+        for p in self.model.encoder.parameters(): p.grad = None  # AdamW leaves a parameter without a gradient as it is
     gnorm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), c.grad_clip)
     names = list(stats) + ['grad_norm']
     values = dict(zip(names, torch.stack([*stats.values(), gnorm.detach().float()]).tolist()))  # the step's one sync
@@ -299,7 +311,7 @@ def train_step(self: Trainer, micro_batches) -> dict:
             raise TrainingError(f"{self.out}: {self.bad_steps} non-finite steps in a row at step {self.step}; "
                                 f"last good checkpoint: {last[-1] if last else 'none'}")
     self.step += 1
-    return dict(values, lr=lr, finite=ok, **({} if m is None else dict(ema=m)))
+    return dict(values, lr=lr, finite=ok, **({} if m is None else dict(ema=m)), **(dict(encoder_held=True) if held else {}))
 
 # %% ../nbs/21_train.ipynb #c3400347
 @patch

@@ -130,3 +130,19 @@ def test_help_has_every_setting():
     assert '--set (str) fields of the model config set otherwise' in help_
     assert '--batch (int) windows per micro-batch and process (default: 32)' in help_
     assert '--max-bad-steps (int) non-finite steps in a row before the run stops (default: 20)' in help_
+
+
+def test_encoder_delay_holds_the_encoder_then_lets_it_learn(clips, tmp_path):
+    "`encoder_delay=2`: two steps leave the encoder as it was (the predictor learns on fixed latents), the steps after move it."
+    from iwm.train import Trainer, TrainConfig
+    tr = Trainer(TrainConfig(data=str(clips), out=str(tmp_path / 'd'), steps=4, batch=4, warmup=1, amp='none',
+                             overrides=dict(encoder_lr=1.0, encoder_delay=2, target='online', sigreg_weight=0.05)))
+    enc = lambda: [p.detach().clone() for p in tr.model.encoder.parameters()]
+    moved = lambda a, b: max(float((x - y).abs().max()) for x, y in zip(a, b))
+    w0, pred0, it = enc(), [p.detach().clone() for p in tr.model.predictor.parameters()], tr.batches()
+    held = [tr.train_step([next(it)]) for _ in range(2)]
+    w2 = enc()
+    assert moved(w0, w2) == 0 and all(s['encoder_held'] and 'latent_change' not in s for s in held)
+    assert max(float((a - b.detach()).abs().max()) for a, b in zip(pred0, tr.model.predictor.parameters())) > 0  # the rest learned
+    free = [tr.train_step([next(it)]) for _ in range(2)]
+    assert moved(w2, enc()) > 1e-5 and all('encoder_held' not in s and 'latent_change' in s for s in free)

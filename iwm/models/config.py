@@ -47,6 +47,7 @@ class WorldModelConfig:
     ema_start: float = 0.99  # target encoder momentum at step 0, rising to `ema_end`
     ema_end: float = 1.0
     encoder_lr: float = 1.0  # the encoder's learning rate as a multiple of the rest's; 0 keeps it (and so the target) at its initialisation
+    encoder_delay: int = 0  # optimizer steps the encoder stays at its initialisation before it learns: the predictor first learns on fixed latents
     loss: str = 'l1'  # 'l1' or 'smooth_l1' on layer-normed targets
     rollout_steps: int = 2  # k: the rollout loss runs the predictor on its own output k steps
     rollout_weight: float = 1.0
@@ -75,6 +76,7 @@ def _check(self: WorldModelConfig):
     if not 0 <= self.change_weight <= 1: raise ValueError("change_weight must be in [0, 1]")
     if not 0 <= self.ema_start <= self.ema_end <= 1: raise ValueError("need 0 <= ema_start <= ema_end <= 1")
     if self.encoder_lr < 0: raise ValueError(f"encoder_lr {self.encoder_lr} is negative")
+    if self.encoder_delay < 0: raise ValueError(f"encoder_delay {self.encoder_delay} is negative")
     if self.target not in TARGETS: raise ValueError(f"target {self.target!r} is not one of {TARGETS}")
     for k in ('sigreg_weight', 'var_weight', 'cov_weight', 'temporal_std_weight', 'inverse_dynamics_weight'):
         if getattr(self, k) < 0: raise ValueError(f"{k} {getattr(self, k)} is negative")
