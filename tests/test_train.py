@@ -146,3 +146,36 @@ def test_encoder_delay_holds_the_encoder_then_lets_it_learn(clips, tmp_path):
     assert max(float((a - b.detach()).abs().max()) for a, b in zip(pred0, tr.model.predictor.parameters())) > 0  # the rest learned
     free = [tr.train_step([next(it)]) for _ in range(2)]
     assert moved(w2, enc()) > 1e-5 and all('encoder_held' not in s and 'latent_change' in s for s in free)
+
+
+DELAY_WORKER = r'''
+import hashlib, json, sys, torch.distributed as dist
+from iwm.train import Trainer, TrainConfig
+tr = Trainer(TrainConfig(data=sys.argv[1], out=sys.argv[2], steps=4, batch=4, warmup=1, amp='none', eval_every=1000, buffer=8,
+                         overrides=dict(encoder_lr=1.0, encoder_delay=2, target='online', sigreg_weight=0.05)))
+digest = lambda m: hashlib.sha256(b''.join(p.detach().contiguous().numpy().tobytes() for p in m.state_dict().values())).hexdigest()
+it, hashes, held = tr.batches(), [digest(tr.model.encoder)], []
+for _ in range(4):
+    held.append(bool(tr.train_step([next(it)]).get('encoder_held'))); hashes.append(digest(tr.model.encoder))
+out = [None] * dist.get_world_size()
+dist.all_gather_object(out, dict(encoder=hashes, held=held, params=digest(tr.model)))
+if dist.get_rank() == 0: open(sys.argv[3], 'w').write(json.dumps(out))
+dist.barrier()
+dist.destroy_process_group()
+'''
+
+
+def test_encoder_delay_under_torchrun(clips, tmp_path):
+    "Under DDP the held encoder's gradients are dropped after the backward: it stays as it was for 2 steps, then learns, alike on both ranks."
+    script, res = tmp_path / 'w.py', tmp_path / 'res.json'
+    script.write_text(DELAY_WORKER)
+    with socket.socket() as s: s.bind(('127.0.0.1', 0)); port = s.getsockname()[1]
+    r = subprocess.run([str(BIN / 'torchrun'), '--nproc_per_node', '2', '--master_addr', '127.0.0.1', '--master_port', str(port),
+                        str(script), str(clips), str(tmp_path / 'run'), str(res)], capture_output=True, text=True, timeout=600,
+                       env=dict(os.environ, OMP_NUM_THREADS='1'))
+    assert r.returncode == 0, r.stderr[-3000:]
+    a, b = json.loads(res.read_text())
+    assert a['held'] == b['held'] == [True, True, False, False]
+    e = a['encoder']
+    assert e[0] == e[1] == e[2] and e[3] != e[2] and e[4] != e[3], e  # fixed for two steps, then it learns
+    assert a['encoder'] == b['encoder'] and a['params'] == b['params']  # the replicas stay identical
