@@ -17,8 +17,8 @@ Rows already trained in OUT are evaluated again, not retrained; `--run NAME=RUN`
 reference run, say) as a row, evaluated alike. Every row also gets the effective rank of its target latents and their
 mean frame-to-frame change on the evaluation clips (both comparable across encoders, unlike a latent ratio), and with
 `--plan TEST --plan-val VAL` CEM and greedy arrival on goals of the TEST clips at each of `--ks`, the stop threshold
-chosen on goals of the VAL clips (`iwm.planning.plan_run`, each row's records in OUT/NAME/plan); random actions, which
-need no model, are run once, with the first row. The JSON holds every row, with what it rests on.
+chosen on goals of the VAL clips (`iwm.planning.plan_run`, each row's records in OUT/NAME/plan; `--goals 4=50,8=30` asks a
+different number of goals at each k); random actions, which need no model, are run once, with the first row. The JSON holds every row, with what it rests on.
 """
 import argparse, json, platform, time
 from pathlib import Path
@@ -77,16 +77,27 @@ def latent_stats(run, clips, frames: int = 32, draws: int = 16, seed: int = 0) -
     return dict(latent_rank=float(np.mean(ranks)), latent_change=change, latent_frames=len(allz), rank_tokens=frames * allz.shape[1])
 
 
-def plan_metrics(run, test: Path, val: Path, ks, goals: int, val_goals: int, methods, rollouts: int, out: Path) -> dict:
-    "Arrival of `methods` over the game's reference action set at each k on `goals` goals of `test`, the stop chosen on `val_goals` goals of `val`."
+def parse_goals(s: str, ks) -> dict:
+    "'200' -> that many goals at every k; '4=50,8=30' -> goals per k (every k of `ks` named)."
+    if '=' not in s: return {k: int(s) for k in ks}
+    out = {int(k): int(n) for k, _, n in (kv.partition('=') for kv in s.split(','))}
+    if missing := [k for k in ks if k not in out]: raise ValueError(f"--goals {s!r} names no count for k={missing}")
+    return {k: out[k] for k in ks}
+
+
+def plan_metrics(run, test: Path, val: Path, ks, goals: dict, val_goals: int, methods, rollouts: int, out: Path) -> dict:
+    "Arrival of `methods` over the game's reference action set at each k on `goals[k]` goals of `test`, the stop chosen on `val_goals` goals of `val`."
     from iwm.planning import plan_run, PlanConfig
     from iwm.games import game_class
     from iwm.demo import REFERENCE
     from iwm.data import find_clips
     game = game_class(find_clips(test)[0])
     acts = REFERENCE.get(game.name, {}).get('actions') or tuple(game.actions)
-    res = plan_run(run, data=test, ks=ks, episodes=goals, c=PlanConfig(actions=tuple(acts)), methods=methods, out=out, val_data=val,
-                   val_episodes=val_goals, rollouts=rollouts, progress=False)
+    res = dict(stop={}, k={}, skipped=[])
+    for k in ks:  # one k at a time, so each may have its own number of goals
+        r = plan_run(run, data=test, ks=(k,), episodes=goals[k], c=PlanConfig(actions=tuple(acts)), methods=methods, out=out, val_data=val,
+                     val_episodes=val_goals, rollouts=rollouts, progress=False)
+        res['stop'] |= r['stop']; res['k'] |= r['k']; res['skipped'] += r['skipped']
     keep = ('goals', 'arrived', 'arrived_ci', 'passed', 'passed_ci', 'rollouts', 'plan_s_per_action')
     return dict(actions=list(acts), stop={k: v.get('threshold') for k, v in res['stop'].items()}, skipped=len(res['skipped']),
                 k={k: {m: {q: d[q] for q in keep if q in d} for m, d in ms.items()} for k, ms in res['k'].items()})
@@ -115,10 +126,12 @@ def main():
     ap.add_argument('--run', action='append', default=[], help='NAME=RUN: a run trained elsewhere, evaluated as a row (before the --row rows)')
     ap.add_argument('--plan', default=None, help='clips whose goals the rows plan toward (test seeds)')
     ap.add_argument('--plan-val', default=None, help='clips whose goals choose the stop threshold (validation seeds)')
-    ap.add_argument('--ks', default='4,8'); ap.add_argument('--goals', type=int, default=200); ap.add_argument('--val-goals', type=int, default=50)
+    ap.add_argument('--ks', default='4,8'); ap.add_argument('--goals', default='200', help="test goals at every k, or per k: '4=200,8=100'")
+    ap.add_argument('--val-goals', type=int, default=50)
     ap.add_argument('--rollouts', type=int, default=20, help="random actions' rollouts per goal")
     ap.add_argument('--held-out', type=float, default=0.0, help="share of the training clips the trainer keeps apart for its held-out loss "
                     "(match the run a --run row came from: the reference runs keep the trainer's default)")
+    ap.add_argument('--no-random', action='store_true', help='run no random actions (a row of another compare run has them)')
     ap.add_argument('--eval-every', type=int, default=10 ** 6, help='steps between held-out losses (the reference runs: 200)')
     a = ap.parse_args()
     if not a.row and not a.run: ap.error('nothing to compare: give --row or --run')
@@ -136,8 +149,9 @@ def main():
         row = dict(name=name, run=str(run), overrides=over, minutes=a.minutes if over is not None else None, train_s=round(time.time() - t0, 1),
                    **row_metrics(run, Path(a.val), a.windows), **latent_stats(run, find_clips(a.val)), plan_s=plan_seconds(run, Path(a.val)))
         if a.plan:
-            methods = ('cem', 'greedy') + (('random',) if i == 0 else ())
-            row['planning'] = plan_metrics(run, Path(a.plan), Path(a.plan_val), tuple(int(k) for k in a.ks.split(',')), a.goals, a.val_goals,
+            ks = tuple(int(k) for k in a.ks.split(','))
+            methods = ('cem', 'greedy') + (('random',) if i == 0 and not a.no_random else ())
+            row['planning'] = plan_metrics(run, Path(a.plan), Path(a.plan_val), ks, parse_goals(a.goals, ks), a.val_goals,
                                            methods, a.rollouts, out / name / 'plan')
         rows.append(row)
         print(name, json.dumps({k: row.get(k) for k in ('steps', 'l1_copy_last_h1', 'shuffled_true_h4', 'latent_rank', 'latent_change', 'plan_s')}), flush=True)
