@@ -149,7 +149,7 @@ def test_encoder_delay_holds_the_encoder_then_lets_it_learn(clips, tmp_path):
 
 
 DELAY_WORKER = r'''
-import hashlib, json, sys, torch.distributed as dist
+import gc, hashlib, json, os, sys, torch.distributed as dist
 from iwm.train import Trainer, TrainConfig
 tr = Trainer(TrainConfig(data=sys.argv[1], out=sys.argv[2], steps=4, batch=4, warmup=1, amp='none', eval_every=1000, buffer=8,
                          overrides=dict(encoder_lr=1.0, encoder_delay=2, target='online', sigreg_weight=0.05)))
@@ -160,8 +160,10 @@ for _ in range(4):
 out = [None] * dist.get_world_size()
 dist.all_gather_object(out, dict(encoder=hashes, held=held, params=digest(tr.model)))
 if dist.get_rank() == 0: open(sys.argv[3], 'w').write(json.dumps(out))
+it.close(); del it, tr; gc.collect()  # the loader and the DDP model go before their process group does, not in the interpreter's teardown
 dist.barrier()
 dist.destroy_process_group()
+sys.stdout.flush(); os._exit(0)  # nothing left for exit's unordered destructors (a C++ thread torn down there aborted one run)
 '''
 
 
