@@ -94,8 +94,8 @@ def plan_metrics(run, test: Path, val: Path, ks, goals: dict, val_goals: int, me
     game = game_class(find_clips(test)[0])
     acts = REFERENCE.get(game.name, {}).get('actions') or tuple(game.actions)
     res = dict(stop={}, k={}, skipped=[])
-    for k in ks:  # one k at a time, so each may have its own number of goals
-        r = plan_run(run, data=test, ks=(k,), episodes=goals[k], c=PlanConfig(actions=tuple(acts)), methods=methods, out=out, val_data=val,
+    for n in dict.fromkeys(goals.values()):  # one call per number of goals: every k when they all ask the same
+        r = plan_run(run, data=test, ks=tuple(k for k in ks if goals[k] == n), episodes=n, c=PlanConfig(actions=tuple(acts)), methods=methods, out=out, val_data=val,
                      val_episodes=val_goals, rollouts=rollouts, progress=False)
         res['stop'] |= r['stop']; res['k'] |= r['k']; res['skipped'] += r['skipped']
     keep = ('goals', 'arrived', 'arrived_ci', 'passed', 'passed_ci', 'rollouts', 'plan_s_per_action')
