@@ -231,17 +231,16 @@ def test_broken_episode_is_skipped(tmp_path, monkeypatch):
     "The game dies in the first episode (killed from outside): that clip is reported and skipped, the next one recorded."
     import threading
     monkeypatch.setenv('TMPDIR', str(tmp_path)); mt.tempfile.tempdir = None
-    killed = []
+    killed, part = [], tmp_path / 'clips' / '.minetest-s7-0000.mp4.part'
     def kill_first():
+        "Kill the first episode's game once its video has begun: a part file exists only while that episode records."
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and not killed:
-            pids = subprocess.run(['pgrep', '-f', f'{tmp_path}/iwm-minetest-'], capture_output=True, text=True).stdout.split()
-            if pids:
-                time.sleep(8)  # into the recording
-                for p in pids:
+            if part.exists():
+                for p in subprocess.run(['pgrep', '-f', f'{tmp_path}/iwm-minetest-'], capture_output=True, text=True).stdout.split():
                     try: os.kill(int(p), signal.SIGKILL); killed.append(p)
                     except ProcessLookupError: pass  # a process that matched has ended since: look again
-            time.sleep(0.2)
+            time.sleep(0.05)
     th = threading.Thread(target=kill_first, daemon=True); th.start()
     try: res = mt.record_minetest(tmp_path / 'clips', episodes=2, steps=60, seed=7, progress=False)
     finally: mt.tempfile.tempdir = None
