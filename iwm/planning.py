@@ -27,8 +27,8 @@ from .evaluate import eval_clips
 __all__ = ['PLAN_ACTIONS', 'DISTANCES', 'METHODS', 'RANDOM', 'model_frame', 'PlanConfig', 'plan_vectors', 'CEMPlanner', 'Goal',
            'goal_latent', 'goals', 'reach_state', 'start_game', 'goal_distance', 'distance_bin', 'goal_clips',
            'here_cost', 'episode', 'policy', 'pursue', 'stop_arrivals', 'pick_stop', 'wilson', 'summarise',
-           'replay_record', 'cost_rank', 'cost_check', 'run_goals', 'choose_stop', 'plan_run', 'format_planning',
-           'iwm_plan']
+           'replay_record', 'cost_rank', 'cost_check', 'run_goals', 'choose_stop', 'goal_counts', 'plan_run',
+           'format_planning', 'iwm_plan']
 
 # %% ../nbs/41_planning.ipynb #c44af795
 def model_frame(obs: np.ndarray, size: int = 64) -> torch.Tensor:
@@ -438,12 +438,22 @@ def choose_stop(clips, k: int, n: int, world, planner, seed: int = 0, progress: 
     if not gs: raise ValueError(f"no validation goals {k} steps ahead in {len(clips)} clips with ground truth")
     return dict(pick_stop(run_goals(gs, ('cem',), world, planner, None, 1, seed, progress, f'stop k={k} (val)', log, skipped)), chosen_on='val')
 
+# %% ../nbs/41_planning.ipynb #90a1c0de
+def goal_counts(episodes: int | str | dict, ks) -> dict:
+    "Goals per k: one number for every k (`200`, `'200'`), or one per k (`'4=200,8=100'`, `{4: 200, 8: 100}`) naming every k of `ks`."
+    if isinstance(episodes, str):
+        episodes = ({int(k): int(n) for k, _, n in (kv.partition('=') for kv in episodes.split(','))} if '=' in episodes else int(episodes))
+    if not isinstance(episodes, dict): return {k: int(episodes) for k in ks}
+    if missing := [k for k in ks if k not in episodes]: raise ValueError(f"goals {episodes} name no count for k={missing}")
+    return {k: int(episodes[k]) for k in ks}
+
 # %% ../nbs/41_planning.ipynb #841f5b18
-def plan_run(run, data=None, ks=(4, 8), episodes: int = 200, c: PlanConfig = PlanConfig(), methods=METHODS, out=None, device=None,
+def plan_run(run, data=None, ks=(4, 8), episodes: int | str | dict = 200, c: PlanConfig = PlanConfig(), methods=METHODS, out=None, device=None,
              seed: int = 0, progress: bool = True, check: int = 0, split: str = 'test', val_data=None, val_episodes: int = 50,
              stop: float | None = None, rollouts: int = 20, check_goals: int | None = None) -> dict:
-    "Arrival of CEM and the baselines on `episodes` goals per k of `split` ('test' or 'val'), the stop threshold chosen on validation goals; writes `planning.json` to `out`. `check`: `cost_check`'s random sequences, on `check_goals` of the goals spread evenly (all by default)."
+    "Arrival of CEM and the baselines on `episodes` goals per k (one number, or one per k: see `goal_counts`) of `split` ('test' or 'val'), the stop threshold chosen on validation goals; writes `planning.json` to `out`. `check`: `cost_check`'s random sequences, on `check_goals` of the goals spread evenly (all by default)."
     if split not in ('val', 'test'): raise ValueError(f"split {split!r} is not 'val' or 'test'")
+    episodes = goal_counts(episodes, ks)
     device = torch.device(device or ('cuda' if torch.cuda.is_available() else 'cpu'))
     world = load_run(run, device)
     val, test = goal_clips(eval_clips(run, data)[1], val_data)
@@ -462,7 +472,7 @@ def plan_run(run, data=None, ks=(4, 8), episodes: int = 200, c: PlanConfig = Pla
         logs = {s: Path(out) / 'plan-log' / f'{s}-k{k}.jsonl' if out else None for s in ('val', split)}  # a stopped run goes on from these
         res['stop'][str(k)] = (choose_stop(val, k, val_episodes, world, planner, seed, progress, logs['val'], res['skipped']) if stop is None
                                else dict(threshold=stop, chosen_on=None))
-        gs = goals(test if split == 'test' else val, k, episodes, context=world.cfg.context, seed=seed)
+        gs = goals(test if split == 'test' else val, k, episodes[k], context=world.cfg.context, seed=seed)
         if not gs: raise ValueError(f"no {split} goals {k} steps ahead in clips with ground truth")
         recs = run_goals(gs, methods, world, planner, res['stop'][str(k)]['threshold'], rollouts, seed, progress, f'plan k={k} ({split})', logs[split], res['skipped'])
         res['records'] += recs; res['k'][str(k)] = summarise(recs)
@@ -514,7 +524,7 @@ def iwm_plan(run: str = None,  # a trained run folder
              data: str = None,  # clips with ground truth to take goals from (default: the run's held-out clips)
              val_data: str = None,  # clips of other seeds for validation goals (default: half of the clips of --data, by a hash of each name)
              split: str = 'test',  # the goals reported: 'test', or 'val' to tune settings on
-             episodes: int = 200,  # goals per k
+             episodes: str = '200',  # goals per k, or per k: '4=200,8=100'
              val_episodes: int = 50,  # validation goals per k that choose the stop threshold
              stop: float = None,  # stop threshold on the live frame's cost (default: chosen on validation goals)
              rollouts: int = 20,  # rollouts per goal of the random baselines

@@ -77,14 +77,6 @@ def latent_stats(run, clips, frames: int = 32, draws: int = 16, seed: int = 0) -
     return dict(latent_rank=float(np.mean(ranks)), latent_change=change, latent_frames=len(allz), rank_tokens=frames * allz.shape[1])
 
 
-def parse_goals(s: str, ks) -> dict:
-    "'200' -> that many goals at every k; '4=50,8=30' -> goals per k (every k of `ks` named)."
-    if '=' not in s: return {k: int(s) for k in ks}
-    out = {int(k): int(n) for k, _, n in (kv.partition('=') for kv in s.split(','))}
-    if missing := [k for k in ks if k not in out]: raise ValueError(f"--goals {s!r} names no count for k={missing}")
-    return {k: out[k] for k in ks}
-
-
 def plan_metrics(run, test: Path, val: Path, ks, goals: dict, val_goals: int, methods, rollouts: int, out: Path) -> dict:
     "Arrival of `methods` over the game's reference action set at each k on `goals[k]` goals of `test`, the stop chosen on `val_goals` goals of `val`."
     from iwm.planning import plan_run, PlanConfig
@@ -93,11 +85,8 @@ def plan_metrics(run, test: Path, val: Path, ks, goals: dict, val_goals: int, me
     from iwm.data import find_clips
     game = game_class(find_clips(test)[0])
     acts = REFERENCE.get(game.name, {}).get('actions') or tuple(game.actions)
-    res = dict(stop={}, k={}, skipped=[])
-    for n in dict.fromkeys(goals.values()):  # one call per number of goals: every k when they all ask the same
-        r = plan_run(run, data=test, ks=tuple(k for k in ks if goals[k] == n), episodes=n, c=PlanConfig(actions=tuple(acts)), methods=methods, out=out, val_data=val,
-                     val_episodes=val_goals, rollouts=rollouts, progress=False)
-        res['stop'] |= r['stop']; res['k'] |= r['k']; res['skipped'] += r['skipped']
+    res = plan_run(run, data=test, ks=tuple(ks), episodes=goals, c=PlanConfig(actions=tuple(acts)), methods=methods, out=out, val_data=val,
+                   val_episodes=val_goals, rollouts=rollouts, progress=False)
     keep = ('goals', 'arrived', 'arrived_ci', 'passed', 'passed_ci', 'rollouts', 'plan_s_per_action')
     return dict(actions=list(acts), stop={k: v.get('threshold') for k, v in res['stop'].items()}, skipped=len(res['skipped']),
                 k={k: {m: {q: d[q] for q in keep if q in d} for m, d in ms.items()} for k, ms in res['k'].items()})
@@ -137,6 +126,7 @@ def main():
     if not a.row and not a.run: ap.error('nothing to compare: give --row or --run')
     if a.plan and not a.plan_val: ap.error('--plan needs --plan-val: the stop threshold is chosen on validation goals, never on the test goals')
     from iwm.train import Trainer, TrainConfig
+    from iwm.planning import goal_counts
     rows, out = [], Path(a.out)
     from iwm.data import find_clips
     specs = [(n, None, Path(r)) for n, _, r in (s.partition('=') for s in a.run)] + [(n, o, out / n) for n, o in map(parse_row, a.row)]
@@ -151,7 +141,7 @@ def main():
         if a.plan:
             ks = tuple(int(k) for k in a.ks.split(','))
             methods = ('cem', 'greedy') + (('random',) if i == 0 and not a.no_random else ())
-            row['planning'] = plan_metrics(run, Path(a.plan), Path(a.plan_val), ks, parse_goals(a.goals, ks), a.val_goals,
+            row['planning'] = plan_metrics(run, Path(a.plan), Path(a.plan_val), ks, goal_counts(a.goals, ks), a.val_goals,
                                            methods, a.rollouts, out / name / 'plan')
         rows.append(row)
         print(name, json.dumps({k: row.get(k) for k in ('steps', 'l1_copy_last_h1', 'shuffled_true_h4', 'latent_rank', 'latent_change', 'plan_s')}), flush=True)
