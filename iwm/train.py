@@ -222,11 +222,13 @@ def open_run(self: Trainer, resume: bool = False):
 # %% ../nbs/21_train.ipynb #96cce935
 @patch
 def load(self: Trainer, path):
-    "Restore the model, optimizer, random state and position from checkpoint `path`."
+    "Restore the model, optimizer, random state, position and (under the same `minutes`) fitted schedule length from checkpoint `path`."
     st = load_checkpoint(path, self.model, self.opt)
     self.step, self.epoch, self.batch_in_epoch = st['step'], st['epoch'], st['batch_in_epoch']
     self.skipped_steps = st.get('skipped_steps', 0)
     self.trained_s = st.get('trained_s', 0.0)  # seconds trained before it: a resumed run's time budget goes on from there
+    saved = st.get('config') or {}  # under the same budget, the schedule as it was fitted to it: a finished run stays finished
+    if self.c.minutes and saved.get('minutes') == self.c.minutes and saved.get('steps'): self.c.steps = min(self.c.steps, saved['steps'])
 
 # %% ../nbs/21_train.ipynb #f1073ef0
 @patch
