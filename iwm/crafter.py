@@ -270,6 +270,10 @@ class CrafterGame:
         tr = load_truth(clip)
         return [cls.state(dict(pos=p, facing=f)) for p, f in zip(tr['pos'], tr['facing'])]
     @staticmethod
+    def stops(clip) -> np.ndarray:
+        "Whether an agent can stop in each frame's state (T,): in Crafter, every one (the player stands on a cell between steps)."
+        return np.ones(len(load_truth(clip)['pos']), bool)
+    @staticmethod
     def distance(clip, t: int, k: int) -> int | None:
         "Fewest moves from frame `t`'s state to frame `t + k`'s on the map at `t` (`moves_to`; None: moves cannot reach it)."
         tr = load_truth(clip)

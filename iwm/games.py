@@ -36,6 +36,8 @@ class Game(Protocol):
     @classmethod
     def states(cls, clip) -> list[dict]: "The truth of every frame of a recorded clip, in the terms of `truth`."
     @classmethod
+    def stops(cls, clip) -> np.ndarray: "Whether an agent can stop in each frame's state (T,): planning draws its goal frames from these."
+    @classmethod
     def distance(cls, clip, t: int, k: int) -> int | None: "About how many actions reach frame `t + k`'s state from frame `t`'s (None: out of reach)."
     def fork(self): "A copy of the live game to try actions in, or None when the game cannot be copied (it is started again)."
     kinds: tuple  # the kinds of step evaluation splits by, in the order it reports them

@@ -744,6 +744,10 @@ class MinetestGame:
         "The truth of every frame of a recorded clip, in the terms of `truth`."
         with np.load(Path(clip).with_suffix('.truth.npz')) as z: pos, yaw, pitch = z['pos'], z['yaw'], z['pitch']
         return [cls.state(dict(pos=p, yaw=y, pitch=q)) for p, y, q in zip(pos, yaw, pitch)]
+    @staticmethod
+    def stops(clip) -> np.ndarray:
+        "Whether an agent can stop in each frame's state (T,): the player on the ground. In the air or in water a player at rest falls or sinks out of the frame's state, so no agent that stops can arrive there."
+        with np.load(Path(clip).with_suffix('.truth.npz')) as z: return z['on_ground'].astype(bool)
     @classmethod
     def distance(cls, clip, t: int, k: int) -> int:
         "About how many planning actions reach frame `t + k`'s state from frame `t`'s: walks beyond 1 node and turns beyond 15 degrees (an estimate)."

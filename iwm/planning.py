@@ -170,13 +170,14 @@ def goal_latent(world: WorldModel, goal: Goal) -> torch.Tensor:
     return world.forward_target(f[None, None].to(next(world.parameters()).device))[:, 0]
 
 def goals(clips, k: int, n: int, context: int = 25, seed: int = 0) -> list[Goal]:
-    "Up to `n` goals `k` steps ahead not reached at their start, spread evenly over clips with ground truth."
+    "Up to `n` goals `k` steps ahead, not reached at their start and in a state an agent can stop in (`Game.stops`), spread evenly over clips with ground truth."
     cands = []
     for clip in clips:
         clip = Path(clip)
         if not clip.with_suffix('.truth.npz').exists(): continue
-        game, st = game_class(clip), game_class(clip).states(clip)
-        cands += [Goal(clip, t, k) for t in range(context - 1, len(st) - k) if not game.reached(st[t], st[t + k])]
+        game = game_class(clip)
+        st, ok = game.states(clip), game.stops(clip)
+        cands += [Goal(clip, t, k) for t in range(context - 1, len(st) - k) if ok[t + k] and not game.reached(st[t], st[t + k])]
     rng = np.random.default_rng(seed)
     return [cands[i] for i in sorted(rng.choice(len(cands), min(n, len(cands)), replace=False))] if cands else []
 
