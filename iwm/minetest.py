@@ -317,12 +317,13 @@ def pause(self: Minetest, timeout: float = 2.0):
         time.sleep(0.001)
 
 @patch
-def rest(self: Minetest, timeout: float = 3.0) -> dict:
-    "Wait until the player has stopped (two rows in a row at the same position) or `timeout` s have passed; the last row."
+def rest(self: Minetest, timeout: float = 3.0, steps: int = 30) -> dict:
+    "Wait until the player has stopped on the ground (two rows in a row at the same position, the second on the ground: at the top of a jump the position also holds for a step), or until `timeout` s have passed and the game has taken `steps` steps (a loaded machine steps it slower, and a fall takes steps, not seconds); the last row."
     end, a = time.monotonic() + timeout, self.wait_rows(self.now_us(), 1)[0]
-    while time.monotonic() < end:
+    first = a['step']
+    while time.monotonic() < end or a['step'] - first < steps:
         b = self.wait_rows(a['us'], 1)[0]
-        if b['pos'] == a['pos']: return b
+        if b['pos'] == a['pos'] and b['on_ground']: return b
         a = b
     return a
 
