@@ -50,6 +50,7 @@ class PlanConfig:
     cost: str = 'min'  # 'min' over the imagined steps, or 'last'
     actions: tuple = PLAN_ACTIONS
     share_prefixes: bool = True  # imagine each distinct prefix of the sampled sequences once per plan
+    to_budget: bool = False  # in an episode, imagine no further than the actions it has left: its last action is chosen by where it ends
     warm: float = 0.2  # share of uniform mixed into the previous plan's shifted distribution to start the next (1: every plan starts uniform)
     compile: bool = False  # torch.compile the world model's step (dynamic batch): faster plans after a one-off compile (`bench/plan.py --compile`)
 
@@ -87,10 +88,11 @@ def costs(self: CEMPlanner, lat: torch.Tensor, goal: torch.Tensor) -> torch.Tens
 @patch
 @torch.no_grad()
 def plan(self: CEMPlanner, z: torch.Tensor, history: torch.Tensor, goal: torch.Tensor, generator: torch.Generator | None = None,
-         init: torch.Tensor | None = None) -> tuple[torch.Tensor, float]:
-    "The best sequence (H,) of action indices found, and its cost; CEM starts from `init` (H, A), by default uniform."
-    c, A = self.c, len(self.vectors)
-    probs = torch.full((c.horizon, A), 1.0 / A) if init is None else init.clone()
+         init: torch.Tensor | None = None, horizon: int | None = None) -> tuple[torch.Tensor, float]:
+    "The best sequence (H,) of action indices found, and its cost; CEM starts from `init` (at least H rows of A; its first H are used), by default uniform. H: `horizon`, by default the config's."
+    c, A, H = self.c, len(self.vectors), horizon or self.c.horizon
+    if init is not None and len(init) < H: raise ValueError(f"a start distribution of {len(init)} steps for a plan of {H}")
+    probs = torch.full((H, A), 1.0 / A) if init is None else init[:H].clone()
     best, best_cost, cache = None, float('inf'), {}  # the cache keeps every imagined prefix across iterations
     for _ in range(c.iters):
         seqs = torch.multinomial(probs, c.samples, replacement=True, generator=generator).T  # (S, H)
@@ -243,8 +245,8 @@ def episode(game, obs, choose, budget: int, goal: dict, cost=None, stop: float |
 METHODS = ('cem', 'greedy', 'random', 'random_moves', 'random_camera', 'replay')
 RANDOM = ('random', 'random_moves', 'random_camera')  # run `rollouts` times per goal
 
-def policy(goal: Goal, method: str, world=None, planner=None, lines=None, rng=None, g=None, z_goal=None):
-    "`choose(step, obs)` -> an action name of the goal's game, a recorded VPT line (replay), or None: stop, for `method` pursuing `goal`."
+def policy(goal: Goal, method: str, world=None, planner=None, lines=None, rng=None, g=None, z_goal=None, budget: int | None = None):
+    "`choose(step, obs)` -> an action name of the goal's game, a recorded VPT line (replay), or None: stop, for `method` pursuing `goal` in at most `budget` actions (default k + 2)."
     own = planner.c.actions if planner is not None else tuple(goal.game.actions)  # random draws from exactly the planner's actions (or the game's own)
     if method == 'random': return lambda step, obs: own[rng.integers(len(own))]
     if method in ('random_moves', 'random_camera'):
@@ -258,7 +260,9 @@ def policy(goal: Goal, method: str, world=None, planner=None, lines=None, rng=No
     def choose(step, obs):
         z = world.encode(model_frame(obs, size)[None].to(planner.dev))  # (1, N, D)
         if method == 'greedy': i = planner.greedy(z, hist[0], z_goal)
-        else: i = int(planner.plan(z, hist[0], z_goal, generator=g, init=planner.shifted() if step else None)[0][0])  # warm after the first
+        else:
+            h = min(planner.c.horizon, (budget or goal.k + 2) - step) if planner.c.to_budget else planner.c.horizon
+            i = int(planner.plan(z, hist[0], z_goal, generator=g, init=planner.shifted() if step else None, horizon=h)[0][0])  # warm after the first
         hist[0] = torch.cat([hist[0][1:], planner.vectors[i][None].cpu()])
         return planner.c.actions[i]
     return choose
@@ -274,12 +278,13 @@ def pursue(goal: Goal, method: str, world: WorldModel | None = None, planner: CE
     z_goal = goal_latent(world, goal) if world is not None else None  # (1, N, D)
     cost = (lambda o: here_cost(world, o, z_goal)) if world is not None and method != 'replay' else None
     lines = read_jsonl(goal.clip.with_suffix('.jsonl')) if method == 'replay' else None
-    choose, info = policy(goal, method, world, planner, lines, rng, g, z_goal), dict(method=method, clip=str(goal.clip), t=goal.t, k=goal.k, distance=goal_distance(goal))
+    budget = goal.k + 2
+    choose, info = policy(goal, method, world, planner, lines, rng, g, z_goal, budget), dict(method=method, clip=str(goal.clip), t=goal.t, k=goal.k, distance=goal_distance(goal))
     target, out = goal.game.states(goal.clip)[goal.t + goal.k], []
     for r in range(rollouts if method in RANDOM else 1):
         game = base.fork()
         if game is None: game, obs = base, base.start(goal.clip, goal.t)  # a game that cannot be copied starts again (Minetest: moved back, at rest)
-        try: out.append(dict(info, rollout=r, **episode(game, obs, choose, goal.k + 2, target, cost, stop)))
+        try: out.append(dict(info, rollout=r, **episode(game, obs, choose, budget, target, cost, stop)))
         finally:
             if game is not base: game.close()
     return out
@@ -531,6 +536,8 @@ def iwm_plan(run: str = None,  # a trained run folder
              rollouts: int = 20,  # rollouts per goal of the random baselines
              ks: str = '4,8',  # steps ahead of the goals, comma-separated
              samples: int = 256, horizon: int = 4, iters: int = 4, elite: int = 32,
+             cost: str = 'min',  # a sequence's cost: 'min' over its imagined steps, or 'last'
+             to_budget: store_true = False,  # imagine no further than the actions an episode has left
              warm: float = 0.2,  # share of uniform mixed into the previous plan's shifted distribution (1: every plan starts uniform)
              actions: str = ','.join(PLAN_ACTIONS),  # the game's actions CEM chooses among, comma-separated (Crafter's by default)
              check: int = 0,  # random sequences per goal for `cost_check` (0: no check)
@@ -539,8 +546,10 @@ def iwm_plan(run: str = None,  # a trained run folder
              seed: int = 0):
     "Plan toward held-out goal frames in latent space with CEM in the live game, beside greedy, random and replayed actions."
     if not run: raise SystemExit("iwm-plan: --run RUN is required (a trained run folder)")
+    if cost not in ('min', 'last'): raise SystemExit(f"iwm-plan: --cost {cost!r} is not 'min' or 'last'")
     names = tuple(a.strip() for a in actions.split(','))
-    c = PlanConfig(horizon=horizon, samples=samples, iters=iters, elite=elite, warm=warm, actions=names, compile=compile)
+    c = PlanConfig(horizon=horizon, samples=samples, iters=iters, elite=elite, warm=warm, actions=names, compile=compile,
+                   cost=cost, to_budget=to_budget)
     try: res = plan_run(run, data, tuple(int(k) for k in ks.split(',')), episodes, c, out=out or Path(run) / 'eval', seed=seed, check=check,
                         split=split, val_data=val_data, val_episodes=val_episodes, stop=stop, rollouts=rollouts)
     except (FileNotFoundError, ValueError) as e: raise SystemExit(f"iwm-plan: {e}")
