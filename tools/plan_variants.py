@@ -1,0 +1,64 @@
+"""Compare planner settings of one trained run on the same validation goals, in the live game.
+
+    python tools/plan_variants.py --run runs/reference-minetest/model --val data/reference-minetest/val --ks 4 --goals 50 \\
+        --row now= --row budget=to_budget=true --row budget_last=to_budget=true,cost=last --row greedy=method=greedy \\
+        --out runs/plan-variants-minetest
+
+Each `--row NAME=FIELD=VALUE[,FIELD=VALUE...]` sets fields of `PlanConfig` (the game's own actions unless `actions` is
+set); `method=greedy` runs greedy instead of CEM. Every row pursues the same goals of the validation clips (`goals`, the
+same seed), each without stopping early, and is scored twice: never stopping (the whole budget of k + 2 actions), and
+stopping at the threshold that arrives most often on these same goals (`pick_stop`, so that figure is the best a
+threshold can do here, not a held-out result). Settings chosen here are reported on test goals elsewhere. Each row's
+records go to OUT/NAME/val-k{k}.jsonl, so a stopped comparison goes on where it was; the table goes to OUT/variants.json.
+"""
+import argparse, json, sys
+from pathlib import Path
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from compare import parse_row
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument('--run', required=True, help='a trained run folder')
+    ap.add_argument('--val', required=True, help='validation clips with ground truth (seeds never trained on)')
+    ap.add_argument('--ks', default='4', help='steps ahead of the goals, comma-separated')
+    ap.add_argument('--goals', type=int, default=50, help='validation goals per k')
+    ap.add_argument('--row', action='append', required=True, help='NAME=FIELD=VALUE,...: PlanConfig fields, or method=greedy')
+    ap.add_argument('--out', required=True)
+    ap.add_argument('--seed', type=int, default=0)
+    a = ap.parse_args(argv)
+    from iwm.data import find_clips
+    from iwm.games import game_class
+    from iwm.planning import CEMPlanner, PlanConfig, goals, pick_stop, run_goals, wilson
+    from iwm.train import load_run
+    torch.set_num_threads(min(2, torch.get_num_threads()))
+    world, clips = load_run(a.run, torch.device('cpu')), find_clips(a.val)
+    if not clips: raise SystemExit(f"plan_variants: no clips in {a.val}")
+    game = game_class(clips[0])
+    rows, out = [parse_row(r) for r in a.row], Path(a.out)
+    res = dict(run=a.run, val=a.val, goals=a.goals, seed=a.seed, rows={})
+    for k in (int(k) for k in a.ks.split(',')):
+        gs = goals(clips, k, a.goals, context=world.cfg.context, seed=a.seed)
+        for name, kw in rows:
+            method = kw.pop('method', 'cem')
+            kw.setdefault('actions', tuple(game.actions))
+            if isinstance(kw['actions'], str): kw['actions'] = tuple(kw['actions'].split('+'))
+            planner = CEMPlanner(world, PlanConfig(**kw), game=game)
+            skipped = []
+            recs = run_goals(gs, (method,), world, planner, None, 1, a.seed, True, f'{name} k={k}', out / name / f'val-k{k}.jsonl', skipped)
+            st, n = pick_stop(recs), len(recs)
+            kw['method'] = method
+            r = dict(config={**kw, 'actions': list(kw['actions'])}, goals=n, skipped=len(skipped),
+                     never=st['never'], never_ci=wilson(round(st['never'] * n), n),
+                     threshold=st['threshold'], best=st['arrived'], best_ci=wilson(round(st['arrived'] * n), n),
+                     plan_s=sum(x['plan_s'] for x in recs) / max(n, 1))
+            res['rows'][f'{name} k={k}'] = r
+            out.mkdir(parents=True, exist_ok=True); (out / 'variants.json').write_text(json.dumps(res, indent=1))
+            print(f"{name} k={k}: {r['never']:.0%} ({r['never_ci'][0]:.0%}-{r['never_ci'][1]:.0%}) of {n} never stopping; "
+                  f"{r['best']:.0%} ({r['best_ci'][0]:.0%}-{r['best_ci'][1]:.0%}) at its best threshold {r['threshold']:.4g}; "
+                  f"{r['skipped']} skipped; {r['plan_s']:.2f} s per action", flush=True)
+
+
+if __name__ == '__main__': main()
