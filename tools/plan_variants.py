@@ -8,7 +8,7 @@ Each `--row NAME=FIELD=VALUE[,FIELD=VALUE...]` sets fields of `PlanConfig` (the 
 set); `method=greedy` runs greedy instead of CEM. Every row pursues the same goals of the validation clips (`goals`, the
 same seed), each without stopping early, and is scored twice: never stopping (the whole budget of k + 2 actions), and
 stopping at the threshold that arrives most often on these same goals (`pick_stop`, so that figure is the best a
-threshold can do here, not a held-out result). Settings chosen here are reported on test goals elsewhere. Each row's
+threshold can do here, not a held-out result). Per-goal arrivals are kept, so rows can be compared goal by goal. Settings chosen here are reported on test goals elsewhere. Each row's
 records go to OUT/NAME/val-k{k}.jsonl, so a stopped comparison goes on where it was; the table goes to OUT/variants.json.
 """
 import argparse, json, sys
@@ -31,7 +31,7 @@ def main(argv=None):
     a = ap.parse_args(argv)
     from iwm.data import find_clips
     from iwm.games import game_class
-    from iwm.planning import CEMPlanner, PlanConfig, goals, pick_stop, run_goals, wilson
+    from iwm.planning import CEMPlanner, PlanConfig, goals, pick_stop, run_goals, stop_arrivals, wilson
     from iwm.train import load_run
     torch.set_num_threads(min(2, torch.get_num_threads()))
     world, clips = load_run(a.run, torch.device('cpu')), find_clips(a.val)
@@ -53,7 +53,8 @@ def main(argv=None):
             r = dict(config={**kw, 'actions': list(kw['actions'])}, goals=n, skipped=len(skipped),
                      never=st['never'], never_ci=wilson(round(st['never'] * n), n),
                      threshold=st['threshold'], best=st['arrived'], best_ci=wilson(round(st['arrived'] * n), n),
-                     plan_s=sum(x['plan_s'] for x in recs) / max(n, 1))
+                     plan_s=sum(x['plan_s'] for x in recs) / max(n, 1), episodes=[f"{Path(x['clip']).stem}@{x['t']}" for x in recs],
+                     arrived_never=[bool(x['arrived']) for x in recs], arrived_best=stop_arrivals(recs, st['threshold']))
             res['rows'][f'{name} k={k}'] = r
             out.mkdir(parents=True, exist_ok=True); (out / 'variants.json').write_text(json.dumps(res, indent=1))
             print(f"{name} k={k}: {r['never']:.0%} ({r['never_ci'][0]:.0%}-{r['never_ci'][1]:.0%}) of {n} never stopping; "
