@@ -405,20 +405,22 @@ def cost_check(goal: Goal, world: WorldModel, planner: CEMPlanner, n: int = 63, 
 # %% ../nbs/41_planning.ipynb #13a26f3a
 def run_goals(gs, methods, world, planner, stop, rollouts: int = 20, seed: int = 0, progress: bool = False, desc: str = 'plan',
               log=None, skipped: list | None = None) -> list[dict]:
-    "Records of every method on every goal of `gs`, goal `i` seeded `seed + i`; one live game started again at each goal (a Minetest world of the same seed keeps running). `log`: a JSON-lines file each goal's records are appended to as it ends; goals it already holds are read back, not run again. A goal the live game cannot be put at (a `RuntimeError` from the game) is left out with its reason, appended to `skipped`, and the game started afresh."
+    "Records of every method on every goal of `gs`, goal `i` seeded `seed + i`; one live game started again at each goal (a Minetest world of the same seed keeps running). `log`: a JSON-lines file each goal's records are appended to as it ends; goals it already holds are read back, not run again, when the planner's settings (`PlanConfig` but for `compile` and `share_prefixes`, which change no choice) are the ones logged beside them (a line without them is read back for any). A goal the live game cannot be put at (a `RuntimeError` from the game) is left out with its reason, appended to `skipped`, and the game started afresh."
     from tqdm.auto import tqdm
     done = {}
+    cfg = None if planner is None else json.loads(json.dumps({k: v for k, v in asdict(planner.c).items() if k not in ('compile', 'share_prefixes')}))
+    same = lambda c: json.dumps(c, sort_keys=True)  # settings as a key
     if log is not None and Path(log).exists():
         for line in Path(log).read_text().splitlines():
             try: rec = json.loads(line)
             except json.JSONDecodeError: continue  # the last line of a run that was stopped mid-write
-            done[(rec['clip'], rec['t'], rec['k'], rec['i'], tuple(rec['methods']), rec['stop'], rec['rollouts'])] = rec['records'], rec.get('skipped')
+            done[(rec['clip'], rec['t'], rec['k'], rec['i'], tuple(rec['methods']), rec['stop'], rec['rollouts']), same(rec['planner']) if 'planner' in rec else None] = rec['records'], rec.get('skipped')
     out, game = [], None
     try:
         for i, g in enumerate(tqdm(gs, desc=desc, disable=not progress)):
             key = (str(g.clip), g.t, g.k, seed + i, tuple(methods), stop, rollouts)
-            if key in done:
-                recs, why = done[key]
+            if (hit := done.get((key, same(cfg)), done.get((key, None)))) is not None:
+                recs, why = hit
             else:
                 if game is None or type(game) is not g.game: game = (game.close(), game_for(g.clip))[1] if game is not None else game_for(g.clip)
                 recs, why = [], None
@@ -431,7 +433,7 @@ def run_goals(gs, methods, world, planner, stop, rollouts: int = 20, seed: int =
                 if log is not None:
                     Path(log).parent.mkdir(parents=True, exist_ok=True)
                     with open(log, 'a') as f: f.write(json.dumps(dict(clip=key[0], t=g.t, k=g.k, i=seed + i, methods=list(methods), stop=stop,
-                                                                      rollouts=rollouts, records=recs, skipped=why)) + '\n')
+                                                                      rollouts=rollouts, planner=cfg, records=recs, skipped=why)) + '\n')
             out += recs
             if why is not None and skipped is not None: skipped.append(dict(clip=key[0], t=g.t, k=g.k, why=why))
     finally:
