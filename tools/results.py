@@ -1,7 +1,8 @@
 """Write the reference run's entry of `nbs/results/reference.json` from the run's own files.
 
     python tools/results.py [--run runs/reference] [--data data/reference] [--commit SHA] [--machine '2 CPU cores']
-    python tools/results.py --run runs/reference-minetest --data data/reference-minetest --key reference_minetest
+    python tools/results.py --run runs/reference-minetest --data data/reference-minetest --key reference_minetest \
+        --wall 'world model 60 min, decoder 20 min, evaluation and planning 1 h 40 min; resumed across sessions'
 
 Reads RUN/summary.json, RUN/metrics.json (evaluation), RUN/planning.json and RUN/model/metrics.jsonl, counts the
 clips and frames of DATA/{train,held,val,test}, and replaces the entry KEY (`reference`, Crafter's, by default) (keeping the benchmark figures,
@@ -96,6 +97,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument('--run', default='runs/reference'); ap.add_argument('--data', default='data/reference')
     ap.add_argument('--commit', default=None); ap.add_argument('--machine', default='2 CPU cores')
+    ap.add_argument('--wall', default=None, help="the run's wall-clock time in words, where it was resumed (summary.json times only the last start)")
     ap.add_argument('--key', default='reference', help="the entry to write: reference (Crafter) or reference_minetest")
     a = ap.parse_args()
     run, data = Path(a.run), Path(a.data)
@@ -109,7 +111,7 @@ def main():
     game = s.get('game', 'crafter')
     h, mi = divmod(round(s['seconds'] / 60), 60)
     res[a.key] = dict(
-        what='make reproduce: the reference run' + ('' if game == 'crafter' else f' (GAME={game})'), game=game, img_size=s.get('img_size', 64), commit=commit, machine=a.machine, wall=f'{h} h {mi} min',
+        what='make reproduce: the reference run' + ('' if game == 'crafter' else f' (GAME={game})'), game=game, img_size=s.get('img_size', 64), commit=commit, machine=a.machine, wall=a.wall or f'{h} h {mi} min',
         data={k: clips(data / k) for k in ('train', 'held', 'val', 'test') if (data / k).exists()} | dict(
             note=notes[game] + ' train: seeds 0..; '
                  'held: seeds 10000.. (evaluation windows, decoded frames); val: seeds 20000.. (validation goals only); '
