@@ -1,8 +1,9 @@
 """Write the reference run's entry of `nbs/results/reference.json` from the run's own files.
 
     python tools/results.py [--run runs/reference] [--data data/reference] [--commit SHA] [--machine '2 CPU cores']
-    python tools/results.py --run runs/reference-minetest --data data/reference-minetest --key reference_minetest \
-        --wall 'world model 60 min, decoder 20 min, evaluation and planning 1 h 40 min; resumed across sessions'
+    python tools/results.py --run runs/reference-minetest --data data/reference-minetest --key reference_minetest \\
+        --wall 'world model 60 min, decoder 20 min, evaluation and planning 1 h 40 min; resumed across sessions' \\
+        --also cem_to_budget=runs/reference-minetest-budget
 
 Reads RUN/summary.json, RUN/metrics.json (evaluation), RUN/planning.json and RUN/model/metrics.jsonl, counts the
 clips and frames of DATA/{train,held,val,test}, and replaces the entry KEY (`reference`, Crafter's, by default) (keeping the benchmark figures,
@@ -93,11 +94,24 @@ def planning(p: dict) -> dict:
                 cost_rank=clean(p['cost_rank']), cost_check=clean(p['cost_check'])) | ({'ends': e} if (e := ends(p.get('records', []))) else {})
 
 
+def with_also(pl: dict, also: list[str]) -> dict:
+    "`pl` (from `planning`) with the CEM rows of other planning runs (`NAME=FOLDER`) as methods NAME, their settings under `also`."
+    for spec in also:
+        name, _, folder = spec.partition('=')
+        q = planning(json.loads((Path(folder) / 'planning.json').read_text()))
+        for k, ms in q['k'].items(): pl['k'].setdefault(k, {})[name] = ms['cem']
+        for k, ms in q.get('ends', {}).items(): pl.setdefault('ends', {}).setdefault(k, {})[name] = ms['cem']
+        pl.setdefault('also', {})[name] = dict(folder=folder, config=q['config'], stop=q['stop'], skipped=q['skipped'], cost_rank=q['cost_rank'])
+    return pl
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument('--run', default='runs/reference'); ap.add_argument('--data', default='data/reference')
     ap.add_argument('--commit', default=None); ap.add_argument('--machine', default='2 CPU cores')
     ap.add_argument('--wall', default=None, help="the run's wall-clock time in words, where it was resumed (summary.json times only the last start)")
+    ap.add_argument('--also', action='append', default=[], metavar='NAME=FOLDER',
+                    help="CEM of another planning run of the same model on the same goals (FOLDER/planning.json), added as method NAME with its settings")
     ap.add_argument('--key', default='reference', help="the entry to write: reference (Crafter) or reference_minetest")
     a = ap.parse_args()
     run, data = Path(a.run), Path(a.data)
@@ -119,7 +133,7 @@ def main():
         model=dict(config=s['config'], encoder='fixed at its random initialisation (encoder_lr=0)', minutes=s['minutes']['world'],
                    steps=s['train_steps'], best_step=s.get('best_step', s['train_steps']), batch=32, last_loss=r(next((x['loss'] for x in reversed(rows) if 'loss' in x), None), 4)),
         decoder=dict(minutes=s['minutes']['decoder'], steps=s['decoder_steps'], patch=8),
-        world_model=world_model(m), decoding=decoding(s, m), planning=planning(p),
+        world_model=world_model(m), decoding=decoding(s, m), planning=with_also(planning(p), a.also),
         plan_time_s={'commit': old.get('commit', '-')} | old.get('plan_time_s', {}), imagine_cost=old.get('imagine_cost'))
     if 'recording_s' in s: res[a.key]['recording_s'] = s['recording_s']
     FILE.write_text(json.dumps(res, indent=1) + '\n')
