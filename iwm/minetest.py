@@ -775,17 +775,19 @@ class MinetestGame:
 # %% ../nbs/06_minetest.ipynb #d0464c1c
 @patch
 def start(self: MinetestGame, clip, t: int) -> np.ndarray:
-    "The world of `clip`'s map seed, the player at rest at frame `t`'s position and look, time standing still; returns the first frame, the game paused. A game of the same map seed already running is reused: the player is moved there (`goto`)."
+    "The world of `clip`'s map seed, the player at rest at frame `t`'s position and look, time standing still; returns the first frame, the game paused. A game of the same map seed already running is reused: the player is moved there (`goto`), unless its frame shows a GUI (an inventory a replayed line opened: the mouse would move its cursor, not the camera), which a fresh game has not."
     with np.load(Path(clip).with_suffix('.truth.npz')) as z:
         seed, pos, yaw, pitch = int(z['seed']), z['pos'][t], z['yaw'][t], z['pitch'][t]
         self.hold_us = (int(np.median(np.diff(z['grabbed_us']))) if self.hold == 'clip' else int((self.hold or 0) * 1e6))
-    if self.g is not None and self.g.seed == seed and self.g.game.poll() is None:
+    reused = self.g is not None and self.g.seed == seed and self.g.game.poll() is None
+    if reused:
         self.g.resume(); self.g.send(); self.g.goto(pos, float(yaw), float(pitch))
     else:
         self.close()
         self.g = Minetest(seed, self.render, start=start_from(pos, yaw, pitch), frozen=True).start()
         self.g.press('F2')  # no chat
     img, self.row, *_ = self.g.frame_after(self.g.now_us(), settle=self.settle)
+    if reused and self.g.gui_open(img): self.close(); return self.start(clip, t)
     if self.pauses: self.g.pause()  # until the first action
     return img
 
