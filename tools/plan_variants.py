@@ -42,19 +42,18 @@ def main(argv=None):
     for k in (int(k) for k in a.ks.split(',')):
         gs = goals(clips, k, a.goals, context=world.cfg.context, seed=a.seed)
         for name, kw in rows:
-            method = kw.pop('method', 'cem')
-            kw.setdefault('actions', tuple(game.actions))
-            if isinstance(kw['actions'], str): kw['actions'] = tuple(kw['actions'].split('+'))
-            planner = CEMPlanner(world, PlanConfig(**kw), game=game)
+            method = kw.get('method', 'cem')
+            cfg = {f: v for f, v in kw.items() if f != 'method'}
+            cfg['actions'] = tuple(cfg['actions'].split('+')) if isinstance(cfg.get('actions'), str) else tuple(cfg.get('actions', game.actions))
             skipped = []
-            recs = run_goals(gs, (method,), world, planner, None, 1, a.seed, True, f'{name} k={k}', out / name / f'val-k{k}.jsonl', skipped)
+            recs = run_goals(gs, (method,), world, CEMPlanner(world, PlanConfig(**cfg), game=game), None, 1, a.seed, True, f'{name} k={k}',
+                             out / name / f'val-k{k}.jsonl', skipped)
             st, n = pick_stop(recs), len(recs)
-            kw['method'] = method
-            r = dict(config={**kw, 'actions': list(kw['actions'])}, goals=n, skipped=len(skipped),
-                     never=st['never'], never_ci=wilson(round(st['never'] * n), n),
-                     threshold=st['threshold'], best=st['arrived'], best_ci=wilson(round(st['arrived'] * n), n),
+            never, best = [bool(x['arrived']) for x in recs], stop_arrivals(recs, st['threshold'])
+            r = dict(config={**cfg, 'actions': list(cfg['actions']), 'method': method}, goals=n, skipped=len(skipped),
+                     never=st['never'], never_ci=wilson(sum(never), n), threshold=st['threshold'], best=st['arrived'], best_ci=wilson(sum(best), n),
                      plan_s=sum(x['plan_s'] for x in recs) / max(n, 1), episodes=[f"{Path(x['clip']).stem}@{x['t']}" for x in recs],
-                     arrived_never=[bool(x['arrived']) for x in recs], arrived_best=stop_arrivals(recs, st['threshold']))
+                     arrived_never=never, arrived_best=best)
             res['rows'][f'{name} k={k}'] = r
             out.mkdir(parents=True, exist_ok=True); (out / 'variants.json').write_text(json.dumps(res, indent=1))
             print(f"{name} k={k}: {r['never']:.0%} ({r['never_ci'][0]:.0%}-{r['never_ci'][1]:.0%}) of {n} never stopping; "
