@@ -27,8 +27,8 @@ from .evaluate import eval_clips
 __all__ = ['PLAN_ACTIONS', 'DISTANCES', 'METHODS', 'RANDOM', 'model_frame', 'PlanConfig', 'plan_vectors', 'CEMPlanner', 'Goal',
            'goal_latent', 'goals', 'reach_state', 'start_game', 'goal_distance', 'distance_bin', 'goal_clips',
            'here_cost', 'episode', 'policy', 'pursue', 'stop_arrivals', 'pick_stop', 'wilson', 'summarise',
-           'replay_record', 'cost_rank', 'cost_check', 'run_goals', 'choose_stop', 'goal_counts', 'plan_run',
-           'format_planning', 'iwm_plan']
+           'replay_record', 'cost_rank', 'cost_check', 'game_settings', 'run_goals', 'choose_stop', 'goal_counts',
+           'plan_run', 'format_planning', 'iwm_plan']
 
 # %% ../nbs/41_planning.ipynb #c44af795
 def model_frame(obs: np.ndarray, size: int = 64) -> torch.Tensor:
@@ -188,9 +188,9 @@ def reach_state(clip, t: int):
     "A live Crafter game at frame `t` of a recorded clip, its observation and the clip's action names (`iwm.crafter.reach_frame`)."
     return reach_frame(clip, t)
 
-def start_game(clip, t: int) -> tuple:
-    "(the live game that recorded `clip`, started at frame `t`; the frame it shows)."
-    game = game_for(clip)
+def start_game(clip, t: int, game_kw: dict | None = None) -> tuple:
+    "(the live game that recorded `clip`, made with `game_kw` (`game_for`'s settings) and started at frame `t`; the frame it shows)."
+    game = game_for(clip, **(game_kw or {}))
     return game, game.start(clip, t)
 
 # %% ../nbs/41_planning.ipynb #44650c9f
@@ -368,11 +368,11 @@ def cost_rank(goal: Goal, world: WorldModel, planner: CEMPlanner, n: int = 256, 
 
 # %% ../nbs/41_planning.ipynb #8b35699e
 @torch.no_grad()
-def cost_check(goal: Goal, world: WorldModel, planner: CEMPlanner, n: int = 63, seed: int = 0) -> dict:
+def cost_check(goal: Goal, world: WorldModel, planner: CEMPlanner, n: int = 63, seed: int = 0, game_kw: dict | None = None) -> dict:
     "Whether the cost's first choice among the recorded and `n` random sequences reaches `goal`: on real frames (`real`) and imagined (`imagined`); `reach`: share that reach it."
     ctx, size, dev = world.cfg.context, world.cfg.img_size, next(world.parameters()).device
     target, game = goal.game.states(goal.clip)[goal.t + goal.k], goal.game
-    base, obs = start_game(goal.clip, goal.t)
+    base, obs = start_game(goal.clip, goal.t, game_kw)
     rng = np.random.default_rng(seed)
     lines = read_jsonl(goal.clip.with_suffix('.jsonl'))
     seqs = [lines[goal.t:goal.t + goal.k]] + [[game.line(planner.c.actions[i]) for i in rng.integers(len(planner.c.actions), size=goal.k)] for _ in range(n)]
@@ -403,12 +403,21 @@ def cost_check(goal: Goal, world: WorldModel, planner: CEMPlanner, n: int = 63, 
                 imagined=first_choice(planner.costs(lat, z_goal).cpu()))
 
 # %% ../nbs/41_planning.ipynb #13a26f3a
+def game_settings(game: type, kw: dict | None) -> dict:
+    "`kw` if `game`'s constructor takes every one of its settings; else a ValueError naming the game and the settings it takes."
+    import inspect
+    takes = [p for p in inspect.signature(game.__init__).parameters if p != 'self']
+    if bad := [k for k in (kw or {}) if k not in takes]:
+        raise ValueError(f"{game.name} has no setting {', '.join(map(repr, bad))}; it takes {', '.join(takes) or 'none'}")
+    return kw or {}
+
 def run_goals(gs, methods, world, planner, stop, rollouts: int = 20, seed: int = 0, progress: bool = False, desc: str = 'plan',
-              log=None, skipped: list | None = None) -> list[dict]:
-    "Records of every method on every goal of `gs`, goal `i` seeded `seed + i`; one live game started again at each goal (a Minetest world of the same seed keeps running). `log`: a JSON-lines file each goal's records are appended to as it ends; goals it already holds are read back, not run again, when the planner's settings (`PlanConfig` but for `compile` and `share_prefixes`, which change no choice) are the ones logged beside them (a line without them is read back for any). A goal the live game cannot be put at (a `RuntimeError` from the game) is left out with its reason, appended to `skipped`, and the game started afresh."
+              log=None, skipped: list | None = None, game_kw: dict | None = None) -> list[dict]:
+    "Records of every method on every goal of `gs`, goal `i` seeded `seed + i`; one live game started again at each goal (a Minetest world of the same seed keeps running). `log`: a JSON-lines file each goal's records are appended to as it ends; goals it already holds are read back, not run again, when the planner's settings (`PlanConfig` but for `compile` and `share_prefixes`, which change no choice) are the ones logged beside them (a line without them is read back for any). `game_kw`: settings of the live game (`game_for`'s keywords, such as Minetest's `hold`), logged with the planner's when given. A goal the live game cannot be put at (a `RuntimeError` from the game) is left out with its reason, appended to `skipped`, and the game started afresh."
     from tqdm.auto import tqdm
     done = {}
     cfg = None if planner is None else json.loads(json.dumps({k: v for k, v in asdict(planner.c).items() if k not in ('compile', 'share_prefixes')}))
+    if game_kw: cfg = {**(cfg or {}), 'game': game_kw}  # a line played in another game is not read back
     same = lambda c: json.dumps(c, sort_keys=True)  # settings as a key
     if log is not None and Path(log).exists():
         for line in Path(log).read_text().splitlines():
@@ -422,7 +431,7 @@ def run_goals(gs, methods, world, planner, stop, rollouts: int = 20, seed: int =
             if (hit := done.get((key, same(cfg)), done.get((key, None)))) is not None:
                 recs, why = hit
             else:
-                if game is None or type(game) is not g.game: game = (game.close(), game_for(g.clip))[1] if game is not None else game_for(g.clip)
+                if game is None or type(game) is not g.game: game = (game.close() if game is not None else None, game_for(g.clip, **(game_kw or {})))[1]
                 recs, why = [], None
                 try:
                     start = (game, game.start(g.clip, g.t))
@@ -440,11 +449,12 @@ def run_goals(gs, methods, world, planner, stop, rollouts: int = 20, seed: int =
         if game is not None: game.close()
     return out
 
-def choose_stop(clips, k: int, n: int, world, planner, seed: int = 0, progress: bool = False, log=None, skipped: list | None = None) -> dict:
+def choose_stop(clips, k: int, n: int, world, planner, seed: int = 0, progress: bool = False, log=None, skipped: list | None = None,
+                game_kw: dict | None = None) -> dict:
     "`pick_stop` on CEM's episodes, run without stopping, toward `n` validation goals `k` steps ahead in `clips`."
     gs = goals(clips, k, n, context=world.cfg.context, seed=seed)
     if not gs: raise ValueError(f"no validation goals {k} steps ahead in {len(clips)} clips with ground truth")
-    return dict(pick_stop(run_goals(gs, ('cem',), world, planner, None, 1, seed, progress, f'stop k={k} (val)', log, skipped)), chosen_on='val')
+    return dict(pick_stop(run_goals(gs, ('cem',), world, planner, None, 1, seed, progress, f'stop k={k} (val)', log, skipped, game_kw)), chosen_on='val')
 
 # %% ../nbs/41_planning.ipynb #90a1c0de
 def goal_counts(episodes: int | str | dict, ks) -> dict:
@@ -458,8 +468,8 @@ def goal_counts(episodes: int | str | dict, ks) -> dict:
 # %% ../nbs/41_planning.ipynb #841f5b18
 def plan_run(run, data=None, ks=(4, 8), episodes: int | str | dict = 200, c: PlanConfig = PlanConfig(), methods=METHODS, out=None, device=None,
              seed: int = 0, progress: bool = True, check: int = 0, split: str = 'test', val_data=None, val_episodes: int = 50,
-             stop: float | None = None, rollouts: int = 20, check_goals: int | None = None) -> dict:
-    "Arrival of CEM and the baselines on `episodes` goals per k (one number, or one per k: see `goal_counts`) of `split` ('test' or 'val'), the stop threshold chosen on validation goals; writes `planning.json` to `out`. `check`: `cost_check`'s random sequences, on `check_goals` of the goals spread evenly (all by default)."
+             stop: float | None = None, rollouts: int = 20, check_goals: int | None = None, game_kw: dict | None = None) -> dict:
+    "Arrival of CEM and the baselines on `episodes` goals per k (one number, or one per k: see `goal_counts`) of `split` ('test' or 'val'), the stop threshold chosen on validation goals; writes `planning.json` to `out`. `check`: `cost_check`'s random sequences, on `check_goals` of the goals spread evenly (all by default). `game_kw`: settings of the live game (Minetest's `hold`, say)."
     if split not in ('val', 'test'): raise ValueError(f"split {split!r} is not 'val' or 'test'")
     episodes = goal_counts(episodes, ks)
     device = torch.device(device or ('cuda' if torch.cuda.is_available() else 'cpu'))
@@ -469,8 +479,9 @@ def plan_run(run, data=None, ks=(4, 8), episodes: int | str | dict = 200, c: Pla
         raise ValueError(f"{len(val)} validation and {len(test)} test clips: pass val_data (clips of other seeds) to choose settings on")
     game = game_class((test if split == 'test' else val)[0])
     if bad := [a for a in c.actions if a not in game.names]: raise ValueError(f"actions {bad} are not {game.name}'s actions {game.names}")
+    game_settings(game, game_kw)
     planner = CEMPlanner(world, c, game=game)
-    res = dict(config=asdict(c), split=split, rollouts=rollouts, clips=dict(val=[p.stem for p in val], test=[p.stem for p in test]),
+    res = dict(config=asdict(c), game=game_kw or {}, split=split, rollouts=rollouts, clips=dict(val=[p.stem for p in val], test=[p.stem for p in test]),
                stop={}, k={}, cost_rank={}, cost_check={}, left_out={}, skipped=[], records=[])
     if 'random_moves' in methods and set(c.actions) == set(game.actions):  # the same draws as `random`: a second, identical row
         methods, res['left_out']['random_moves'] = tuple(m for m in methods if m != 'random_moves'), f"the planner chooses among {game.name}'s own {len(game.actions)} actions, so it is random"
@@ -478,11 +489,11 @@ def plan_run(run, data=None, ks=(4, 8), episodes: int | str | dict = 200, c: Pla
         methods, res['left_out']['random_camera'] = tuple(m for m in methods if m != 'random_camera'), f"{game.name} has no camera to turn"
     for k in ks:
         logs = {s: Path(out) / 'plan-log' / f'{s}-k{k}.jsonl' if out else None for s in ('val', split)}  # a stopped run goes on from these
-        res['stop'][str(k)] = (choose_stop(val, k, val_episodes, world, planner, seed, progress, logs['val'], res['skipped']) if stop is None
+        res['stop'][str(k)] = (choose_stop(val, k, val_episodes, world, planner, seed, progress, logs['val'], res['skipped'], game_kw) if stop is None
                                else dict(threshold=stop, chosen_on=None))
         gs = goals(test if split == 'test' else val, k, episodes[k], context=world.cfg.context, seed=seed)
         if not gs: raise ValueError(f"no {split} goals {k} steps ahead in clips with ground truth")
-        recs = run_goals(gs, methods, world, planner, res['stop'][str(k)]['threshold'], rollouts, seed, progress, f'plan k={k} ({split})', logs[split], res['skipped'])
+        recs = run_goals(gs, methods, world, planner, res['stop'][str(k)]['threshold'], rollouts, seed, progress, f'plan k={k} ({split})', logs[split], res['skipped'], game_kw)
         res['records'] += recs; res['k'][str(k)] = summarise(recs)
         ranks = [cost_rank(g, world, planner, seed=seed + i) for i, g in enumerate(gs)]
         res['cost_rank'][str(k)] = dict(goals=len(ranks), mean=float(np.mean(ranks)), median=float(np.median(ranks)))
@@ -490,7 +501,7 @@ def plan_run(run, data=None, ks=(4, 8), episodes: int | str | dict = 200, c: Pla
             some = sorted(set(np.linspace(0, len(gs) - 1, min(check_goals or len(gs), len(gs))).round().astype(int).tolist()))
             ch = []
             for i in some:
-                try: ch.append(cost_check(gs[i], world, planner, n=check, seed=seed + i))
+                try: ch.append(cost_check(gs[i], world, planner, n=check, seed=seed + i, game_kw=game_kw))
                 except RuntimeError as e: res['skipped'].append(dict(clip=str(gs[i].clip), t=gs[i].t, k=k, why=f"cost_check: {e}"))
             res['cost_check'][str(k)] = dict(goals=len(ch), sequences=check + 1, **{q: float(np.mean([r[q] for r in ch])) for q in ('reach', 'real', 'imagined')})
         if out: Path(out).mkdir(parents=True, exist_ok=True); (Path(out) / 'planning.json').write_text(json.dumps(res, indent=1))  # after each k: a long run keeps what it finished
@@ -544,6 +555,7 @@ def iwm_plan(run: str = None,  # a trained run folder
              actions: str = ','.join(PLAN_ACTIONS),  # the game's actions CEM chooses among, comma-separated (Crafter's by default)
              check: int = 0,  # random sequences per goal for `cost_check` (0: no check)
              compile: store_true = False,  # torch.compile the world model's step: faster plans after a one-off compile
+             hold: float = None,  # Minetest: seconds each action's input is held (default: the goal clip's interval between frames)
              out: str = None,  # folder for planning.json (default RUN/eval)
              seed: int = 0):
     "Plan toward held-out goal frames in latent space with CEM in the live game, beside greedy, random and replayed actions."
@@ -553,6 +565,7 @@ def iwm_plan(run: str = None,  # a trained run folder
     c = PlanConfig(horizon=horizon, samples=samples, iters=iters, elite=elite, warm=warm, actions=names, compile=compile,
                    cost=cost, to_budget=to_budget)
     try: res = plan_run(run, data, tuple(int(k) for k in ks.split(',')), episodes, c, out=out or Path(run) / 'eval', seed=seed, check=check,
-                        split=split, val_data=val_data, val_episodes=val_episodes, stop=stop, rollouts=rollouts)
+                        split=split, val_data=val_data, val_episodes=val_episodes, stop=stop, rollouts=rollouts,
+                        game_kw=None if hold is None else dict(hold=hold))
     except (FileNotFoundError, ValueError) as e: raise SystemExit(f"iwm-plan: {e}")
     print(format_planning(res))

@@ -5,7 +5,8 @@
         --out runs/plan-variants-minetest
 
 Each `--row NAME=FIELD=VALUE[,FIELD=VALUE...]` sets fields of `PlanConfig` (the game's own actions unless `actions` is
-set); `method=greedy` runs greedy instead of CEM. Every row pursues the same goals of the validation clips (`goals`, the
+set); `method=greedy` runs greedy instead of CEM; `game.SETTING=VALUE` sets the live game's (Minetest's `game.hold=0.15`:
+seconds each action is held). Every row pursues the same goals of the validation clips (`goals`, the
 same seed), each without stopping early, and is scored twice: never stopping (the whole budget of k + 2 actions), and
 stopping at the threshold that arrives most often on these same goals (`pick_stop`, so that figure is the best a
 threshold can do here, not a held-out result). Per-goal arrivals are kept, so rows can be compared goal by goal. Settings chosen here are reported on test goals elsewhere. Each row's
@@ -31,26 +32,29 @@ def main(argv=None):
     a = ap.parse_args(argv)
     from iwm.data import find_clips
     from iwm.games import game_class
-    from iwm.planning import CEMPlanner, PlanConfig, goals, pick_stop, run_goals, stop_arrivals, wilson
+    from iwm.planning import CEMPlanner, PlanConfig, game_settings, goals, pick_stop, run_goals, stop_arrivals, wilson
     from iwm.train import load_run
     torch.set_num_threads(min(2, torch.get_num_threads()))
     world, clips = load_run(a.run, torch.device('cpu')), find_clips(a.val)
     if not clips: raise SystemExit(f"plan_variants: no clips in {a.val}")
     game = game_class(clips[0])
     rows, out = [parse_row(r) for r in a.row], Path(a.out)
+    try: [game_settings(game, {f[5:]: v for f, v in kw.items() if f.startswith('game.')}) for _, kw in rows]
+    except ValueError as e: raise SystemExit(f"plan_variants: {e}")
     res = dict(run=a.run, val=a.val, goals=a.goals, seed=a.seed, rows={})
     for k in (int(k) for k in a.ks.split(',')):
         gs = goals(clips, k, a.goals, context=world.cfg.context, seed=a.seed)
         for name, kw in rows:
             method = kw.get('method', 'cem')
-            cfg = {f: v for f, v in kw.items() if f != 'method'}
+            cfg = {f: v for f, v in kw.items() if f != 'method' and not f.startswith('game.')}
+            game_kw = {f[5:]: v for f, v in kw.items() if f.startswith('game.')}
             cfg['actions'] = tuple(cfg['actions'].split('+')) if isinstance(cfg.get('actions'), str) else tuple(cfg.get('actions', game.actions))
             skipped = []
             recs = run_goals(gs, (method,), world, CEMPlanner(world, PlanConfig(**cfg), game=game), None, 1, a.seed, True, f'{name} k={k}',
-                             out / name / f'val-k{k}.jsonl', skipped)
+                             out / name / f'val-k{k}.jsonl', skipped, game_kw)
             st, n = pick_stop(recs), len(recs)
             never, best = [bool(x['arrived']) for x in recs], stop_arrivals(recs, st['threshold'])
-            r = dict(config={**cfg, 'actions': list(cfg['actions']), 'method': method}, goals=n, skipped=len(skipped),
+            r = dict(config={**cfg, 'actions': list(cfg['actions']), 'method': method}, game=game_kw, goals=n, skipped=len(skipped),
                      never=st['never'], never_ci=wilson(sum(never), n), threshold=st['threshold'], best=st['arrived'], best_ci=wilson(sum(best), n),
                      plan_s=sum(x['plan_s'] for x in recs) / max(n, 1), episodes=[f"{Path(x['clip']).stem}@{x['t']}" for x in recs],
                      arrived_never=never, arrived_best=best)
