@@ -131,6 +131,19 @@ def test_planning_in_first_person(clip):
     assert abs((again['yaw'] - rand[0]['final']['yaw'] + 180) % 360 - 180) < 0.01            # turns replay exactly
 
 
+def test_game_settings_reach_the_live_game(clip):
+    """`game_kw` is how a planning run sets the live game: `start_game` makes the game with it, and Minetest holds each
+    action's input at least `hold` seconds (measured from the press to the first game step after the release)."""
+    from iwm.planning import game_settings, start_game
+    folder, _ = clip
+    game, obs = start_game(folder / 'clip.mp4', 60, game_settings(mt.MinetestGame, dict(hold=0.3)))
+    try:
+        assert game.hold == 0.3 and game.hold_us == 300_000
+        game.act(game.line('forward'))
+        assert game.held_us >= 300_000, game.held_us
+    finally: game.close()
+
+
 def test_readers(clip):
     "The loaders and the clip viewer read the clip as they read VPT's: 640x360 frames, camera columns that move."
     from iwm.data import ClipWindows, StreamingWindows
