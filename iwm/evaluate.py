@@ -128,7 +128,7 @@ def latent_report(world: WorldModel, ds: ClipWindows, idx: np.ndarray, other: np
                l1={k: _summary(arr[k]['l1'], kd, names) for k in CONDITIONS}, cos={k: _summary(arr[k]['cos'], kd, names) for k in CONDITIONS})
     r = lambda a, b: [x / y if y else float('nan') for x, y in zip(a, b)]
     out['ratios'] = {f'model/copy_last_{s}': r(out['l1']['model'][s], out['l1']['copy_last'][s]) for s in ('all',) + names}
-    out['ratios'].update({f'{c}/model_{s}': r(out['l1'][c][s], out['l1']['model'][s]) for c in ('shuffled', 'shuffled_future')
+    out['ratios'].update({f'{c}/model_{s}': r(out['l1'][c][s], out['l1']['model'][s]) for c in ('shuffled', 'shuffled_future', 'zero')
                           for s in ('all',) + names if s != 'still'})
     return dict(out, _kinds=kd, _arrays=arr, _first=torch.cat(first))
 

@@ -528,8 +528,10 @@ def format_planning(res: dict) -> str:
             lines.append(f"{m:<13}{r['goals']:>6}{_pct(r['arrived'], r['arrived_ci']):>19}{_pct(r['passed'], r['passed_ci']):>19}{by}"
                          f"{r['steps']:>7.2f}{r['plan_s_per_action']:>10.4f}")
     lines += [f"{m} left out: {why}" for m, why in res.get('left_out', {}).items()]
-    if sk := res.get('skipped'):
-        lines.append(f"{len(sk)} goal(s) left out, the live game could not be put at their start: " + '; '.join(s['why'] for s in sk[:3]) + (' ...' if len(sk) > 3 else ''))
+    sk = [s for s in res.get('skipped', []) if not s['why'].startswith('cost_check')]
+    if sk: lines.append(f"{len(sk)} goal(s) left out, the live game could not be put at their start: " + '; '.join(s['why'] for s in sk[:3]) + (' ...' if len(sk) > 3 else ''))
+    if ck := [s for s in res.get('skipped', []) if s['why'].startswith('cost_check')]:
+        lines.append(f"{len(ck)} goal(s) left out of the cost check: " + '; '.join(s['why'][len('cost_check: '):] for s in ck[:3]) + (' ...' if len(ck) > 3 else ''))
     for k, r in res.get('cost_rank', {}).items():
         lines.append(f"k={k}: random sequences ranked above the recorded actions by the imagined cost: mean {r['mean']:.0%}, median {r['median']:.0%}")
     for k, r in res.get('cost_check', {}).items():

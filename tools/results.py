@@ -51,7 +51,8 @@ def world_model(m: dict) -> dict:
         l1_over_copy_last={s: {h: at(f'model/copy_last_{s}', h) for h in hs} for s in ('turning', 'moving', 'world', 'all', 'still') if f'model/copy_last_{s}' in m['ratios']},
         shuffled_over_true={h: at('shuffled/model_all', h) for h in hs},
         shuffled_future_over_true={h: at('shuffled_future/model_all', h) for h in hs},
-        zero_over_true={h: at('zero/model_all', h) for h in hs} if 'zero/model_all' in m['ratios'] else None,
+        zero_over_true=({h: at('zero/model_all', h) for h in hs} if 'zero/model_all' in m['ratios'] else  # older metrics: from the L1 errors
+                        {h: r(m['l1']['zero']['all'][h - 1] / m['l1']['model']['all'][h - 1]) for h in hs} if 'zero' in m.get('l1', {}) else None),
         retrieval_mrr=clean(m['retrieval_mrr'], 3),
         probes=clean(m['probes'], 3),
         encoder_trains=m.get('encoder_trains'))
