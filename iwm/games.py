@@ -11,7 +11,7 @@ from typing import Protocol
 import numpy as np
 
 # %% auto #0
-__all__ = ['GAMES', 'Game', 'game_name', 'game_named', 'game_class', 'game_for', 'step_kinds']
+__all__ = ['GAMES', 'Game', 'game_name', 'game_named', 'game_class', 'game_settings', 'game_for', 'step_kinds']
 
 # %% ../nbs/07_games.ipynb #2e63d60b
 class Game(Protocol):
@@ -68,9 +68,18 @@ def game_class(clip) -> type:
     "The interface class of the game that recorded `clip`."
     return game_named(game_name(clip))
 
+def game_settings(game: type, kw: dict | None) -> dict:
+    "`kw` if `game`'s constructor takes every one of its settings; else a ValueError naming the game and the settings it takes."
+    import inspect
+    takes = [p for p in inspect.signature(game.__init__).parameters if p != 'self']
+    if bad := [k for k in (kw or {}) if k not in takes]:
+        raise ValueError(f"{game.name} has no setting {', '.join(map(repr, bad))}; it takes {', '.join(takes) or 'none'}")
+    return kw or {}
+
 def game_for(clip, **kw) -> Game:
-    "A new live game of the kind that recorded `clip` (not started)."
-    return game_class(clip)(**kw)
+    "A new live game of the kind that recorded `clip` (not started), made with settings `kw` (`game_settings` checks them)."
+    game = game_class(clip)
+    return game(**game_settings(game, kw))
 
 def step_kinds(clip) -> np.ndarray:
     "The kind of each step t -> t+1 of `clip` (T - 1 names from the game's `kinds`), read from its truth sidecar."

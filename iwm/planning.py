@@ -16,7 +16,7 @@ from fastcore.basics import patch
 from fastcore.script import call_parse, store_true
 from .actions import COL, actions_from_jsonl, actions_from_lines, read_jsonl
 from .crafter import CRAFTER_ACTIONS, MOVES, CrafterGame, ReplayMismatch, crafter_action_vectors, frame_hash, load_truth, make_env, moves_to, reach_frame
-from .games import game_class, game_for
+from .games import game_class, game_for, game_settings
 from .data import find_clips, split_clips
 from .models.world_model import WorldModel
 from .train import load_run
@@ -27,8 +27,8 @@ from .evaluate import eval_clips
 __all__ = ['PLAN_ACTIONS', 'DISTANCES', 'METHODS', 'RANDOM', 'model_frame', 'PlanConfig', 'plan_vectors', 'CEMPlanner', 'Goal',
            'goal_latent', 'goals', 'reach_state', 'start_game', 'goal_distance', 'distance_bin', 'goal_clips',
            'here_cost', 'episode', 'policy', 'pursue', 'stop_arrivals', 'pick_stop', 'wilson', 'summarise',
-           'replay_record', 'cost_rank', 'cost_check', 'game_settings', 'run_goals', 'choose_stop', 'goal_counts',
-           'plan_run', 'format_planning', 'iwm_plan']
+           'replay_record', 'cost_rank', 'cost_check', 'run_goals', 'choose_stop', 'goal_counts', 'plan_run',
+           'format_planning', 'iwm_plan']
 
 # %% ../nbs/41_planning.ipynb #c44af795
 def model_frame(obs: np.ndarray, size: int = 64) -> torch.Tensor:
@@ -403,14 +403,6 @@ def cost_check(goal: Goal, world: WorldModel, planner: CEMPlanner, n: int = 63, 
                 imagined=first_choice(planner.costs(lat, z_goal).cpu()))
 
 # %% ../nbs/41_planning.ipynb #13a26f3a
-def game_settings(game: type, kw: dict | None) -> dict:
-    "`kw` if `game`'s constructor takes every one of its settings; else a ValueError naming the game and the settings it takes."
-    import inspect
-    takes = [p for p in inspect.signature(game.__init__).parameters if p != 'self']
-    if bad := [k for k in (kw or {}) if k not in takes]:
-        raise ValueError(f"{game.name} has no setting {', '.join(map(repr, bad))}; it takes {', '.join(takes) or 'none'}")
-    return kw or {}
-
 def run_goals(gs, methods, world, planner, stop, rollouts: int = 20, seed: int = 0, progress: bool = False, desc: str = 'plan',
               log=None, skipped: list | None = None, game_kw: dict | None = None) -> list[dict]:
     "Records of every method on every goal of `gs`, goal `i` seeded `seed + i`; one live game started again at each goal (a Minetest world of the same seed keeps running). `log`: a JSON-lines file each goal's records are appended to as it ends; goals it already holds are read back, not run again, when the planner's settings (`PlanConfig` but for `compile` and `share_prefixes`, which change no choice) are the ones logged beside them (a line without them is read back for any). `game_kw`: settings of the live game (`game_for`'s keywords, such as Minetest's `hold`), logged with the planner's when given. A goal the live game cannot be put at (a `RuntimeError` from the game) is left out with its reason, appended to `skipped`, and the game started afresh."
@@ -431,7 +423,9 @@ def run_goals(gs, methods, world, planner, stop, rollouts: int = 20, seed: int =
             if (hit := done.get((key, same(cfg)), done.get((key, None)))) is not None:
                 recs, why = hit
             else:
-                if game is None or type(game) is not g.game: game = (game.close() if game is not None else None, game_for(g.clip, **(game_kw or {})))[1]
+                if game is None or type(game) is not g.game:
+                    if game is not None: game.close()
+                    game = game_for(g.clip, **(game_kw or {}))
                 recs, why = [], None
                 try:
                     start = (game, game.start(g.clip, g.t))
@@ -479,7 +473,7 @@ def plan_run(run, data=None, ks=(4, 8), episodes: int | str | dict = 200, c: Pla
         raise ValueError(f"{len(val)} validation and {len(test)} test clips: pass val_data (clips of other seeds) to choose settings on")
     game = game_class((test if split == 'test' else val)[0])
     if bad := [a for a in c.actions if a not in game.names]: raise ValueError(f"actions {bad} are not {game.name}'s actions {game.names}")
-    game_settings(game, game_kw)
+    game_settings(game, game_kw)  # a setting the game does not take fails here, before any goal is played
     planner = CEMPlanner(world, c, game=game)
     res = dict(config=asdict(c), game=game_kw or {}, split=split, rollouts=rollouts, clips=dict(val=[p.stem for p in val], test=[p.stem for p in test]),
                stop={}, k={}, cost_rank={}, cost_check={}, left_out={}, skipped=[], records=[])

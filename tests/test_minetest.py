@@ -134,7 +134,8 @@ def test_planning_in_first_person(clip):
 def test_game_settings_reach_the_live_game(clip):
     """`game_kw` is how a planning run sets the live game: `start_game` makes the game with it, and Minetest holds each
     action's input at least `hold` seconds (measured from the press to the first game step after the release)."""
-    from iwm.planning import game_settings, start_game
+    from iwm.games import game_settings
+    from iwm.planning import start_game
     folder, _ = clip
     game, obs = start_game(folder / 'clip.mp4', 60, game_settings(mt.MinetestGame, dict(hold=0.3)))
     try:

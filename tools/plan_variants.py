@@ -31,24 +31,24 @@ def main(argv=None):
     ap.add_argument('--seed', type=int, default=0)
     a = ap.parse_args(argv)
     from iwm.data import find_clips
-    from iwm.games import game_class
-    from iwm.planning import CEMPlanner, PlanConfig, game_settings, goals, pick_stop, run_goals, stop_arrivals, wilson
+    from iwm.games import game_class, game_settings
+    from iwm.planning import CEMPlanner, PlanConfig, goals, pick_stop, run_goals, stop_arrivals, wilson
     from iwm.train import load_run
     torch.set_num_threads(min(2, torch.get_num_threads()))
     world, clips = load_run(a.run, torch.device('cpu')), find_clips(a.val)
     if not clips: raise SystemExit(f"plan_variants: no clips in {a.val}")
     game = game_class(clips[0])
-    rows, out = [parse_row(r) for r in a.row], Path(a.out)
-    try: [game_settings(game, {f[5:]: v for f, v in kw.items() if f.startswith('game.')}) for _, kw in rows]
-    except ValueError as e: raise SystemExit(f"plan_variants: {e}")
+    rows, out = [], Path(a.out)
+    for name, kw in map(parse_row, a.row):  # (name, method, PlanConfig fields, the game's settings)
+        cfg = {f: v for f, v in kw.items() if f != 'method' and not f.startswith('game.')}
+        cfg['actions'] = tuple(cfg['actions'].split('+')) if isinstance(cfg.get('actions'), str) else tuple(cfg.get('actions', game.actions))
+        try: game_kw = game_settings(game, {f[5:]: v for f, v in kw.items() if f.startswith('game.')})
+        except ValueError as e: raise SystemExit(f"plan_variants: {e}")
+        rows.append((name, kw.get('method', 'cem'), cfg, game_kw))
     res = dict(run=a.run, val=a.val, goals=a.goals, seed=a.seed, rows={})
     for k in (int(k) for k in a.ks.split(',')):
         gs = goals(clips, k, a.goals, context=world.cfg.context, seed=a.seed)
-        for name, kw in rows:
-            method = kw.get('method', 'cem')
-            cfg = {f: v for f, v in kw.items() if f != 'method' and not f.startswith('game.')}
-            game_kw = {f[5:]: v for f, v in kw.items() if f.startswith('game.')}
-            cfg['actions'] = tuple(cfg['actions'].split('+')) if isinstance(cfg.get('actions'), str) else tuple(cfg.get('actions', game.actions))
+        for name, method, cfg, game_kw in rows:
             skipped = []
             recs = run_goals(gs, (method,), world, CEMPlanner(world, PlanConfig(**cfg), game=game), None, 1, a.seed, True, f'{name} k={k}',
                              out / name / f'val-k{k}.jsonl', skipped, game_kw)
